@@ -1,0 +1,32 @@
+# The commands the README names. `make help` lists them.
+CARGO ?= cargo
+
+.PHONY: help run test lint fmt bench doc
+
+help:
+	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
+	@echo "make test   - run every test (cargo nextest when installed, else cargo test)"
+	@echo "make lint   - fmt check, clippy -D warnings, rustdoc -D warnings"
+	@echo "make bench  - criterion benchmarks of the palisade layers (results: crates/middleware/BENCHMARKS.md)"
+
+run:
+	$(CARGO) run --release --bin shop -- all
+
+test:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --all-features --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --all-features --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --all-features --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --all-features --no-deps
+
+fmt:
+	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench -p palisade-bench

@@ -1,0 +1,3 @@
+//! Circuit breaker (work in progress).
+
+pub mod error;

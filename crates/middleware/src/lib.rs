@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod classify;
+pub mod deadline;
+pub mod metric_names;
+pub mod problem;
+
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "retry")]
+pub mod retry;
+#[cfg(feature = "timeout")]
+pub mod timeout;
+#[cfg(feature = "trace")]
+pub mod trace;
+
+pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use deadline::Deadline;
+
+/// The error type every palisade service returns: the inner service's error or a layer's own error
+/// (such as [`circuit_breaker::error::CircuitOpen`]), boxed so that layers compose. Downcast it to tell
+/// them apart, or let [`problem`] turn it into a response.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

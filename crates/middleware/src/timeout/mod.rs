@@ -1,0 +1,3 @@
+//! Timeout and deadline propagation (work in progress).
+
+pub mod error;

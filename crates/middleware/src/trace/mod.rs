@@ -1,0 +1,5 @@
+//! W3C trace context (work in progress).
+
+mod context;
+
+pub use context::{SpanId, TraceContext, TraceId};
