@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
+mod config_error;
 pub mod deadline;
 pub mod metric_names;
 pub mod problem;
@@ -18,6 +19,7 @@ pub mod timeout;
 pub mod trace;
 
 pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use config_error::InvalidConfig;
 pub use deadline::Deadline;
 
 /// The error type every palisade service returns: the inner service's error or a layer's own error
