@@ -146,6 +146,13 @@ impl Problem {
     }
 }
 
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        Problem::into_response(self).map(axum::body::Body::new)
+    }
+}
+
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -275,10 +282,10 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_error.is_none() {
-            if let Err(err) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(err.into());
-            }
+        if self.ready_error.is_none()
+            && let Err(err) = ready!(self.inner.poll_ready(cx))
+        {
+            self.ready_error = Some(err.into());
         }
         Poll::Ready(Ok(()))
     }

@@ -1,0 +1,122 @@
+//! Response futures of the timeout and deadline services.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::error::{DeadlineExceeded, Elapsed};
+use super::layer::{Kind, TimeoutShared};
+use crate::BoxError;
+
+pin_project! {
+    /// Response future of [`Timeout`](super::Timeout): the inner future raced against a timer held
+    /// inline (no boxing).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running {
+            #[pin]
+            fut: F,
+            #[pin]
+            sleep: Sleep,
+            kind: Kind,
+            shared: Arc<TimeoutShared>,
+        },
+        // The request's deadline had passed before the inner service was called.
+        Expired,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn running(fut: F, sleep: Sleep, kind: Kind, shared: Arc<TimeoutShared>) -> Self {
+        Self { state: State::Running { fut, sleep, kind, shared } }
+    }
+
+    pub(crate) fn expired() -> Self {
+        Self { state: State::Expired }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Running { fut, sleep, kind, shared } => {
+                // The inner future first: an answer that is ready wins over a timer that fired at the
+                // same instant.
+                if let Poll::Ready(result) = fut.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                ready!(sleep.poll(cx));
+                shared.record(*kind);
+                Poll::Ready(Err(match kind {
+                    Kind::Timeout => Elapsed::new().into(),
+                    Kind::Deadline => DeadlineExceeded::new().into(),
+                }))
+            }
+            StateProj::Expired => Poll::Ready(Err(DeadlineExceeded::new().into())),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ClientDeadline`](super::ClientDeadline): the inner future, or
+    /// [`DeadlineExceeded`] when the deadline had passed before sending.
+    pub struct ClientDeadlineFuture<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F> ClientDeadlineFuture<F> {
+    pub(crate) fn called(fut: F) -> Self {
+        Self { inner: Some(fut) }
+    }
+
+    pub(crate) fn expired() -> Self {
+        Self { inner: None }
+    }
+}
+
+impl<F> fmt::Debug for ClientDeadlineFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientDeadlineFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for ClientDeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.as_pin_mut() {
+            Some(fut) => fut.poll(cx).map_err(Into::into),
+            None => Poll::Ready(Err(DeadlineExceeded::new().into())),
+        }
+    }
+}
