@@ -19,7 +19,7 @@
 //!
 //! `http_response_status_code` is the numeric status, or `error` when there was no response. An
 //! unmatched route is labelled [`UNMATCHED_ROUTE`], never with the raw path, so series stay bounded by
-//! the number of route templates.
+//! the number of route templates. Extension methods are labelled [`OTHER`].
 
 /// Server request duration histogram, in seconds.
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -61,3 +61,6 @@ pub const LABEL_KIND: &str = "kind";
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Status label of calls that ended in an error instead of a response.
 pub const ERROR_STATUS: &str = "error";
+/// Bounded catch-all label value (OpenTelemetry's `_OTHER`): extension HTTP methods, and route or
+/// peer labels past the metrics layer's cardinality cap.
+pub const OTHER: &str = "_OTHER";
