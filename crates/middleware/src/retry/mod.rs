@@ -1,1 +1,189 @@
-//! Retry (work in progress).
+//! Retries failed HTTP calls: exponential backoff with jitter, HTTP-aware by default, bounded by a retry
+//! budget and by the request's [`Deadline`](crate::Deadline).
+//!
+//! [`RetryLayer::builder`] configures it; every setting and its default is listed on
+//! [`RetryLayerBuilder`]. An attempt's result goes to the [`Policy`] ([`DefaultPolicy`] unless replaced):
+//! it decides whether the request may be retried at all (idempotent methods, or an `Idempotency-Key`),
+//! and whether this result should be (errors, `429`, `502`, `503`, `504`, as the shared
+//! [classifier](crate::classify) sees them), possibly after a server-given `Retry-After`. A retry then
+//! also needs:
+//!
+//! - an attempt left (`max_attempts` counts the first one);
+//! - a `Retry-After` within `max_retry_after` (else the response is returned as it is);
+//! - time: a retry whose backoff would end at or after the request's [`Deadline`](crate::Deadline) (from its
+//!   extensions) is not made;
+//! - the [`Budget`], shared by every clone of the service: when it is exhausted, the last failure is
+//!   returned as it was and `palisade_retry_budget_exhausted_total` counts it.
+//!
+//! When a retry is not made, the caller gets the last attempt's result unchanged: the response, or the
+//! inner service's error (boxed). The layer has no error of its own: an error the inner service returns
+//! from `poll_ready` before a retry, or the caller's body returns while it is buffered, is returned as
+//! it is.
+//!
+//! **Bodies.** To send a request again its body must be kept. The inner service receives a
+//! [`RetryBody<B>`]: bodies that are already finished (`is_end_stream`) cost nothing; other bodies of a
+//! retryable request whose `size_hint` upper bound is at most `max_buffered_body` (64 KiB by default)
+//! are read into one [`Bytes`](bytes::Bytes) first and replayed from it; a body with no upper bound or a
+//! larger one, or one that turns out larger while read, is streamed through once and never retried —
+//! no byte is lost either way. Requests the policy will not retry are passed through untouched.
+//!
+//! **Cost.** When no retry is needed, the clock is never read and nothing is boxed. Every request costs
+//! a budget deposit (a relaxed atomic add on a per-thread shard). A request that may be retried also
+//! keeps what a retry needs: a clone of the inner service, of the shared `Arc`, and of the request head
+//! (method and URI are reference-counted; headers and extensions, when there are any, are copied — the
+//! price of being able to send the request again). Requests that may not be retried skip all of that.
+//!
+//! **Metrics** ([`metric_names`](crate::metric_names)), labelled with the layer's `name`:
+//! `palisade_retry_retries_total` (each attempt after the first) and
+//! `palisade_retry_budget_exhausted_total`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::time::Duration;
+//!
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Empty;
+//! use palisade::retry::{Backoff, RetryBody, RetryLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade::BoxError> {
+//! let attempts = Arc::new(AtomicUsize::new(0));
+//! let seen = attempts.clone();
+//! let flaky = service_fn(move |_req: Request<RetryBody<Empty<bytes::Bytes>>>| {
+//!     let attempt = seen.fetch_add(1, Ordering::SeqCst) + 1;
+//!     async move {
+//!         let status = if attempt == 1 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+//!         Ok::<_, std::convert::Infallible>(Response::builder().status(status).body(()).unwrap())
+//!     }
+//! });
+//!
+//! let retry = RetryLayer::builder()
+//!     .name("catalog")
+//!     .max_attempts(3)
+//!     .backoff(Backoff::exponential(Duration::from_millis(10)).cap(Duration::from_millis(100)))
+//!     .build()?;
+//! let svc = ServiceBuilder::new().layer(retry).service(flaky);
+//!
+//! let res = svc.oneshot(Request::get("http://catalog/v1/products").body(Empty::new())?).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(attempts.load(Ordering::SeqCst), 2);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower::Service;
+
+mod backoff;
+mod body;
+mod budget;
+pub mod future;
+mod layer;
+mod policy;
+
+pub use backoff::{Backoff, Jitter};
+pub use body::RetryBody;
+pub use budget::Budget;
+pub use layer::{RetryLayer, RetryLayerBuilder};
+pub use policy::{Decision, DefaultPolicy, IDEMPOTENCY_KEY, Policy, retry_after};
+
+use self::future::{Replay, ResponseFuture, clone_parts};
+use self::layer::Shared;
+use crate::BoxError;
+
+/// Retries failed calls to the inner service `S` as the policy `P` allows. Made by [`RetryLayer`]; see
+/// the [module docs](self).
+///
+/// Its clones share one budget and one set of metric handles.
+pub struct Retry<S, P = DefaultPolicy> {
+    inner: S,
+    shared: Arc<Shared<P>>,
+}
+
+impl<S, P> Retry<S, P> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<P>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, P> Clone for Retry<S, P> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<S: std::fmt::Debug, P> std::fmt::Debug for Retry<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry").field("inner", &self.inner).field("config", &self.shared).finish()
+    }
+}
+
+impl<S, P, B, ResB> Service<Request<B>> for Retry<S, P>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<ResB>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, P, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = &*self.shared;
+        if let Some(budget) = &shared.budget {
+            budget.deposit();
+        }
+        let (parts, body) = req.into_parts();
+        if shared.max_attempts <= 1 || !shared.policy.is_retryable(&parts) {
+            return ResponseFuture::once(
+                self.inner.call(Request::from_parts(parts, RetryBody::streaming(body))),
+            );
+        }
+        if body.is_end_stream() {
+            let replay = Replay::new(self.inner.clone(), Arc::clone(&self.shared), clone_parts(&parts));
+            let fut = self.inner.call(Request::from_parts(parts, RetryBody::empty()));
+            return ResponseFuture::called(fut, replay);
+        }
+        match body.size_hint().upper() {
+            Some(upper) if upper <= shared.max_buffered_body => {
+                // The body must be read before the first attempt: the future takes the service that was
+                // polled ready and leaves a clone in its place (tower's usual swap).
+                let clone = self.inner.clone();
+                let ready = mem::replace(&mut self.inner, clone);
+                ResponseFuture::buffering(body, Replay::new(ready, Arc::clone(&self.shared), parts))
+            }
+            _ => {
+                ResponseFuture::once(self.inner.call(Request::from_parts(parts, RetryBody::streaming(body))))
+            }
+        }
+    }
+}

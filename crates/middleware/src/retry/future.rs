@@ -1,0 +1,283 @@
+//! The future returned by [`Retry`](super::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, request};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use super::layer::Shared;
+use super::{Decision, Policy, RetryBody};
+use crate::{BoxError, Deadline};
+
+pin_project! {
+    /// Response future of [`Retry`](super::Retry): buffers the body when it must, calls the inner
+    /// service, and retries as the policy, backoff, budget and deadline allow.
+    pub struct ResponseFuture<S, P, B>
+    where
+        S: Service<Request<RetryBody<B>>>,
+    {
+        #[pin]
+        state: State<S::Future, B>,
+        // `None` when the request is sent once (not retryable, or its body could not be buffered).
+        replay: Option<Replay<S, P>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        // Reading the caller's body into memory before the first attempt. Boxed so that it can be moved
+        // into the request afterwards whether or not `B: Unpin`; only bodies being buffered pay for it.
+        Buffering { body: Option<Pin<Box<B>>>, buf: Collected },
+        // An attempt in flight.
+        Called { #[pin] fut: F },
+        // Backing off before the next attempt.
+        Waiting { #[pin] sleep: Sleep },
+        // Waiting for the inner service to be ready for the next attempt.
+        Retrying,
+    }
+}
+
+/// Everything needed to send the request again.
+pub(crate) struct Replay<S, P> {
+    pub(crate) svc: S,
+    pub(crate) shared: Arc<Shared<P>>,
+    pub(crate) parts: request::Parts,
+    pub(crate) body: Bytes,
+    // Boxed: trailers are rare, and this keeps the future small.
+    pub(crate) trailers: Option<Box<HeaderMap>>,
+    pub(crate) attempts: u32,
+    pub(crate) previous_delay: Duration,
+}
+
+impl<S, P> Replay<S, P> {
+    pub(crate) fn new(svc: S, shared: Arc<Shared<P>>, parts: request::Parts) -> Self {
+        Self {
+            svc,
+            shared,
+            parts,
+            body: Bytes::new(),
+            trailers: None,
+            attempts: 1,
+            previous_delay: Duration::ZERO,
+        }
+    }
+
+    fn request<B>(&self) -> Request<RetryBody<B>> {
+        Request::from_parts(
+            clone_parts(&self.parts),
+            RetryBody::buffered(self.body.clone(), self.trailers.as_deref().cloned()),
+        )
+    }
+
+    /// The delay before the next attempt, or `None` to return `result` as it is.
+    fn next_delay<ResB>(&mut self, result: &Result<Response<ResB>, BoxError>) -> Option<Duration>
+    where
+        P: Policy<ResB>,
+    {
+        let shared = &*self.shared;
+        if self.attempts >= shared.max_attempts {
+            return None;
+        }
+        let delay = match shared.policy.decide(&self.parts, result.as_ref()) {
+            Decision::Retry => shared.backoff.delay(self.attempts, self.previous_delay),
+            Decision::RetryAfter(delay) if delay <= shared.max_retry_after => delay,
+            Decision::Return | Decision::RetryAfter(_) => return None,
+        };
+        if let Some(deadline) = self.parts.extensions.get::<Deadline>() {
+            // A retry that would start at or after the deadline could not finish in time.
+            if Instant::now().checked_add(delay).is_none_or(|start| start >= deadline.instant()) {
+                return None;
+            }
+        }
+        if let Some(budget) = &shared.budget
+            && !budget.withdraw()
+        {
+            shared.exhausted.increment(1);
+            return None;
+        }
+        self.previous_delay = delay;
+        Some(delay)
+    }
+}
+
+/// A copy of a request head (`http::request::Parts` is not `Clone`). Allocation-free for a head without
+/// headers or extensions; otherwise it copies them.
+pub(crate) fn clone_parts(parts: &request::Parts) -> request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    if !parts.headers.is_empty() {
+        *req.headers_mut() = parts.headers.clone();
+    }
+    if !parts.extensions.is_empty() {
+        *req.extensions_mut() = parts.extensions.clone();
+    }
+    req.into_parts().0
+}
+
+/// A body being read into memory: one chunk is kept as it is, several are copied into one.
+#[derive(Default)]
+struct Collected {
+    first: Bytes,
+    more: Option<BytesMut>,
+    trailers: Option<HeaderMap>,
+    len: u64,
+}
+
+impl Collected {
+    fn push(&mut self, data: Bytes) {
+        self.len += data.len() as u64;
+        if data.is_empty() {
+            return;
+        }
+        if let Some(more) = &mut self.more {
+            more.extend_from_slice(&data);
+        } else if self.first.is_empty() {
+            self.first = data;
+        } else {
+            let mut more = BytesMut::with_capacity(self.first.len() + data.len());
+            more.extend_from_slice(&self.first);
+            more.extend_from_slice(&data);
+            self.first = Bytes::new();
+            self.more = Some(more);
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.more.map_or(self.first, BytesMut::freeze)
+    }
+}
+
+impl<S, P, B> ResponseFuture<S, P, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+{
+    /// Sends once, without retries.
+    pub(crate) fn once(fut: S::Future) -> Self {
+        Self { state: State::Called { fut }, replay: None }
+    }
+
+    /// The first attempt is in flight; `replay` can send it again.
+    pub(crate) fn called(fut: S::Future, replay: Replay<S, P>) -> Self {
+        Self { state: State::Called { fut }, replay: Some(replay) }
+    }
+
+    /// Reads `body` first, then calls `replay.svc`, which must be ready.
+    pub(crate) fn buffering(body: B, replay: Replay<S, P>) -> Self {
+        Self {
+            state: State::Buffering { body: Some(Box::pin(body)), buf: Collected::default() },
+            replay: Some(replay),
+        }
+    }
+}
+
+impl<S, P, B> fmt::Debug for ResponseFuture<S, P, B>
+where
+    S: Service<Request<RetryBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Buffering { .. } => "Buffering",
+            State::Called { .. } => "Called",
+            State::Waiting { .. } => "Waiting",
+            State::Retrying => "Retrying",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.replay.as_ref().map(|r| r.attempts))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P, B, ResB> Future for ResponseFuture<S, P, B>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    P: Policy<ResB>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Buffering { body, buf } => {
+                    let replay = this.replay.as_mut().expect("a buffering future has a replay");
+                    let reader = body.as_mut().expect("polled after completion");
+                    let complete = loop {
+                        match ready!(reader.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    buf.push(data.copy_to_bytes(data.remaining()));
+                                    if buf.len > replay.shared.max_buffered_body {
+                                        break false;
+                                    }
+                                }
+                                Err(frame) => {
+                                    if let Ok(trailers) = frame.into_trailers() {
+                                        buf.trailers.get_or_insert_with(HeaderMap::new).extend(trailers);
+                                    }
+                                }
+                            },
+                            Some(Err(err)) => return Poll::Ready(Err(err.into())),
+                            None => break true,
+                        }
+                    };
+                    let mut collected = mem::take(buf);
+                    let fut = if complete {
+                        replay.trailers = collected.trailers.take().map(Box::new);
+                        replay.body = collected.into_bytes();
+                        let req = replay.request();
+                        replay.svc.call(req)
+                    } else {
+                        // Larger than its size hint said: send what was read and the rest, once.
+                        let reader = body.take().expect("polled after completion");
+                        let Replay { mut svc, parts, .. } = this.replay.take().expect("checked above");
+                        svc.call(Request::from_parts(
+                            parts,
+                            RetryBody::spilled(collected.into_bytes(), reader),
+                        ))
+                    };
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Called { fut } => {
+                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let Some(replay) = this.replay.as_mut() else { return Poll::Ready(result) };
+                    match replay.next_delay(&result) {
+                        None => return Poll::Ready(result),
+                        Some(delay) if delay.is_zero() => this.state.set(State::Retrying),
+                        Some(delay) => this.state.set(State::Waiting { sleep: tokio::time::sleep(delay) }),
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Retrying);
+                }
+                StateProj::Retrying => {
+                    let replay = this.replay.as_mut().expect("a retrying future has a replay");
+                    if let Err(err) = ready!(replay.svc.poll_ready(cx)) {
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    let req = replay.request();
+                    replay.attempts += 1;
+                    replay.shared.retries.increment(1);
+                    this.state.set(State::Called { fut: replay.svc.call(req) });
+                }
+            }
+        }
+    }
+}
