@@ -1,5 +1,135 @@
-//! W3C trace context (work in progress).
+//! W3C Trace Context propagation (`traceparent`/`tracestate`, Trace Context Level 1), with no
+//! OpenTelemetry dependency.
+//!
+//! **Server** ([`TraceContextLayer::server`]): reads the caller's `traceparent` (a missing or invalid
+//! one starts a new trace with random ids; `tracestate` is passed through when well formed and within
+//! 32 members / 512 characters, dropped otherwise), gives the request a new span id, stores the
+//! [`TraceContext`] in the request's extensions (axum: `Extension<TraceContext>`), polls the handler
+//! inside an `http_request` [`tracing`] span with fields `trace_id`, `span_id`, `http.request.method`,
+//! `url.path` and, with the `axum` feature, `http.route` — so every log line of the handler carries
+//! `trace_id` — and echoes a `traceparent` naming the server span on the response.
+//!
+//! **Client** ([`TraceContextLayer::client`]): writes `traceparent` and `tracestate` on each outgoing
+//! request for a new client span whose parent is the current context, and runs the call in an
+//! `http_client_request` span. The current context is, in order: a [`TraceContext`] in the outgoing
+//! request's extensions, else [`TraceContext::current`], else a new trace.
+//!
+//! [`TraceContext::current`] is a thread-local that the server's response future sets while it polls
+//! the handler (and restores after, like entering a `tracing` span). So a handler can call a client
+//! wrapped in [`ClientTraceLayer`] without passing anything along, as long as the client's `call`
+//! happens in the handler's future: put the client trace layer outside any `Buffer` and copy the
+//! context into the request's extensions for work spawned onto other tasks. (A tokio task-local would
+//! need the `rt` feature; `tracing` span extensions would need a specific subscriber.)
+//!
+//! Neither service has errors of its own: both return the inner service's error unchanged, so the
+//! server layer can wrap an axum handler directly.
+//!
+//! With `feature = "opentelemetry"`, the `tracing` spans get the caller's span as their OpenTelemetry
+//! parent (through `tracing-opentelemetry`), so they export over OTLP in the caller's trace; when an
+//! exporting tracer gives a span its own ids, the [`TraceContext`] adopts them, so the ids sent
+//! downstream name spans that really are exported.
+//!
+//! # Cost
+//!
+//! Parsing decodes hex into arrays, and `traceparent` is formatted into a 55-byte stack buffer; the
+//! ids are recorded in spans with `display`, so the hex goes straight into the subscriber's buffer.
+//! Per request, the allocations are the extension map entry and the echoed header value (plus what the
+//! subscriber does with the span). The span level is configurable ([`ServerTraceLayer::level`]).
+//!
+//! # Example
+//!
+//! ```
+//! use palisade::trace::{TraceContext, TraceContextLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new().layer(TraceContextLayer::server()).service(service_fn(
+//!     |req: http::Request<()>| async move {
+//!         let context = req.extensions().get::<TraceContext>().unwrap();
+//!         tracing::info!("handling"); // logged with `trace_id=4bf92f35…` under a fmt subscriber
+//!         assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//!     },
+//! ));
+//!
+//! let req = http::Request::builder()
+//!     .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .body(())
+//!     .unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//!
+//! // Same trace, the server's own span id, same flags.
+//! let echoed = res.headers()["traceparent"].to_str().unwrap();
+//! assert!(echoed.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+//! assert_ne!(&echoed[36..52], "00f067aa0ba902b7");
+//! assert!(echoed.ends_with("-01"));
+//! # }
+//! ```
 
+mod client;
 mod context;
+pub mod error;
+pub mod future;
+mod header;
+#[cfg(feature = "opentelemetry")]
+mod otel;
+mod server;
 
-pub use context::{SpanId, TraceContext, TraceId};
+pub use client::{ClientTrace, ClientTraceLayer};
+pub use context::{SpanId, TraceContext, TraceFlags, TraceId};
+pub use header::{TRACEPARENT, TRACESTATE, TraceParent};
+pub use server::{ServerTrace, ServerTraceLayer};
+
+/// Entry point for the two trace layers.
+#[derive(Clone, Copy, Debug)]
+pub enum TraceContextLayer {}
+
+impl TraceContextLayer {
+    /// The server layer with its defaults (span level `INFO`, `traceparent` echoed).
+    pub const fn server() -> ServerTraceLayer {
+        ServerTraceLayer::new()
+    }
+
+    /// The client layer with its defaults (span level `INFO`).
+    pub const fn client() -> ClientTraceLayer {
+        ClientTraceLayer::new()
+    }
+}
+
+/// A span at a level chosen at run time (`tracing`'s macros need a constant level).
+macro_rules! span_at {
+    ($level:expr, $name:literal, $($fields:tt)*) => {
+        match $level {
+            tracing::Level::ERROR => tracing::error_span!($name, $($fields)*),
+            tracing::Level::WARN => tracing::warn_span!($name, $($fields)*),
+            tracing::Level::INFO => tracing::info_span!($name, $($fields)*),
+            tracing::Level::DEBUG => tracing::debug_span!($name, $($fields)*),
+            tracing::Level::TRACE => tracing::trace_span!($name, $($fields)*),
+        }
+    };
+}
+use span_at;
+
+/// `get_ref`, `get_mut` and `into_inner` for a service wrapping `inner`.
+macro_rules! inner_accessors {
+    ($service:ident) => {
+        impl<S> $service<S> {
+            /// The inner service.
+            pub fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// The inner service, mutably.
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// Consumes `self`, returning the inner service.
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+    };
+}
+use inner_accessors;

@@ -1,0 +1,136 @@
+//! The server side: extract the caller's context, run the handler in a span of the same trace.
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+use tracing::Level;
+
+use super::context::{CurrentScope, TraceContext};
+use super::future::ServerResponseFuture;
+
+/// Applies [`ServerTrace`]: see the [module docs](super). Also built by
+/// [`TraceContextLayer::server`](super::TraceContextLayer::server).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerTraceLayer {
+    level: Level,
+    echo: bool,
+}
+
+impl ServerTraceLayer {
+    /// A layer with the defaults: span level `INFO`, `traceparent` echoed on responses.
+    pub const fn new() -> Self {
+        Self { level: Level::INFO, echo: true }
+    }
+
+    /// The level of the `http_request` span (default `INFO`). A span filtered out by the subscriber
+    /// costs next to nothing, but then log lines no longer carry `trace_id`; propagation still works.
+    pub const fn level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Whether responses carry a `traceparent` naming the server span (default `true`).
+    pub const fn echo_traceparent(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+}
+
+impl Default for ServerTraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTrace { inner, level: self.level, echo: self.echo }
+    }
+}
+
+/// The server trace service: for each request, a [`TraceContext`] (a child of the caller's
+/// `traceparent`, or a new trace) in the request's extensions, an `http_request` span around the
+/// inner service, and `traceparent` echoed on the response.
+#[derive(Clone, Debug)]
+pub struct ServerTrace<S> {
+    inner: S,
+    level: Level,
+    echo: bool,
+}
+
+super::inner_accessors!(ServerTrace);
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ServerTrace<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ServerResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let mut context = TraceContext::from_headers(req.headers());
+        let span = make_span(self.level, &req, &mut context);
+        // The extension map's allocation is the price of handing the context to handlers.
+        req.extensions_mut().insert(context.clone());
+        let mut slot = Some(context);
+        let inner = {
+            let _entered = span.enter();
+            let _current = CurrentScope::enter(&mut slot);
+            self.inner.call(req)
+        };
+        ServerResponseFuture::new(inner, span, slot.expect("restored by the scope"), self.echo)
+    }
+}
+
+#[cfg(feature = "axum")]
+fn route<B>(req: &Request<B>) -> Option<&str> {
+    req.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str)
+}
+
+#[cfg(not(feature = "axum"))]
+fn route<B>(_req: &Request<B>) -> Option<&str> {
+    None
+}
+
+macro_rules! server_span {
+    ($level:expr, $req:expr, $trace_id:expr, $span_id:expr) => {
+        super::span_at!(
+            $level,
+            "http_request",
+            trace_id = $trace_id,
+            span_id = $span_id,
+            http.request.method = $req.method().as_str(),
+            url.path = $req.uri().path(),
+            http.route = route($req),
+        )
+    };
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+fn make_span<B>(level: Level, req: &Request<B>, context: &mut TraceContext) -> tracing::Span {
+    // The ids are recorded with `display`: hex is written straight into the subscriber's buffer.
+    server_span!(
+        level,
+        req,
+        tracing::field::display(context.trace_id()),
+        tracing::field::display(context.span_id())
+    )
+}
+
+#[cfg(feature = "opentelemetry")]
+fn make_span<B>(level: Level, req: &Request<B>, context: &mut TraceContext) -> tracing::Span {
+    // The exporter may assign the span its own ids, so they are recorded once known.
+    let span = server_span!(level, req, tracing::field::Empty, tracing::field::Empty);
+    super::otel::bridge(&span, context);
+    span.record("trace_id", tracing::field::display(context.trace_id()));
+    span.record("span_id", tracing::field::display(context.span_id()));
+    span
+}

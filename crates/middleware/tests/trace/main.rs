@@ -1,0 +1,545 @@
+//! Trace context propagation: header parsing, the server and client layers, logs, OpenTelemetry.
+
+#![cfg(feature = "trace")]
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use http::{HeaderValue, Request, Response};
+use palisade::trace::{
+    ClientTraceLayer, ServerTraceLayer, SpanId, TraceContext, TraceContextLayer, TraceFlags, TraceId,
+    TraceParent,
+};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn request(headers: &[(&str, &str)]) -> Request<()> {
+    logs();
+    let mut builder = Request::builder().uri("/orders/7");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap()
+}
+
+/// A handler that answers with the `TraceContext` it found in its request's extensions.
+async fn echo_context(req: Request<()>) -> Result<Response<Option<TraceContext>>, Infallible> {
+    Ok(Response::new(req.extensions().get::<TraceContext>().cloned()))
+}
+
+async fn serve(layer: ServerTraceLayer, req: Request<()>) -> Response<Option<TraceContext>> {
+    layer.layer(service_fn(echo_context)).oneshot(req).await.unwrap()
+}
+
+fn header<B>(res: &Response<B>, name: &str) -> Option<String> {
+    res.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn traceparent_test_vectors() {
+    let valid: &[(&str, &str, &str, bool)] = &[
+        (TRACEPARENT, TRACE_ID, PARENT_ID, true),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", TRACE_ID, PARENT_ID, false),
+        // Reserved flags are accepted (and cleared); only `sampled` is kept.
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe", TRACE_ID, PARENT_ID, false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", TRACE_ID, PARENT_ID, true),
+        // Optional whitespace around the value.
+        ("  00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t", TRACE_ID, PARENT_ID, true),
+        (
+            "00-00000000000000000000000000000001-0000000000000001-01",
+            "00000000000000000000000000000001",
+            "0000000000000001",
+            true,
+        ),
+    ];
+    for &(value, trace_id, parent_id, sampled) in valid {
+        let parsed = TraceParent::parse(value.as_bytes()).unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        assert_eq!(parsed.trace_id().to_string(), trace_id, "{value:?}");
+        assert_eq!(parsed.parent_id().to_string(), parent_id, "{value:?}");
+        assert_eq!(parsed.flags().is_sampled(), sampled, "{value:?}");
+    }
+
+    // Future versions: the first four fields by the version 00 rules; more only after a `-`.
+    let future: &[(&str, bool)] = &[
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true),
+        ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like", true),
+        ("fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-", true),
+        ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.what-the-future-will-be-like", false),
+        ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01what", false),
+        ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", false),
+        ("cc-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false),
+        ("cc-00000000000000000000000000000000-00f067aa0ba902b7-01", false),
+        ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x-abc", false),
+    ];
+    for &(value, ok) in future {
+        let parsed = TraceParent::parse(value.as_bytes());
+        assert_eq!(parsed.is_ok(), ok, "{value:?}");
+        if let Ok(parsed) = parsed {
+            assert_eq!(parsed.trace_id().to_string(), TRACE_ID, "{value:?}");
+            // Re-emitted as version 00.
+            assert!(parsed.to_string().starts_with("00-"), "{value:?}");
+        }
+    }
+
+    let invalid: &[&str] = &[
+        "",
+        "00",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "000-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ".0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        // Version 00 is exactly 55 characters.
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-010",
+        // Zero ids.
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        // Uppercase and non-hex.
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b.-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-.0",
+        "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        // Bad lengths.
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b77-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        // Wrong separators.
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",
+        "00 4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7 01",
+    ];
+    for value in invalid {
+        assert!(TraceParent::parse(value.as_bytes()).is_err(), "{value:?} was accepted");
+    }
+}
+
+#[test]
+fn traceparent_round_trips_through_its_encoding() {
+    let trace_id = TraceId::from_hex(TRACE_ID.as_bytes()).unwrap();
+    let span_id = SpanId::from_hex(PARENT_ID.as_bytes()).unwrap();
+    let tp = TraceParent::new(trace_id, span_id, TraceFlags::SAMPLED);
+    assert_eq!(&tp.encode(), TRACEPARENT.as_bytes());
+    assert_eq!(tp.to_header_value(), TRACEPARENT);
+    assert_eq!(TraceParent::parse(&tp.encode()), Ok(tp));
+    assert_eq!(TraceId::from_bytes([0; 16]), None);
+    assert_eq!(SpanId::from_bytes([0; 8]), None);
+    assert_eq!(format!("{trace_id:?}"), format!("TraceId({TRACE_ID})"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_nonzero_ids_round_trip(trace in 1..=u128::MAX, span in 1..=u64::MAX, flags: u8) {
+        let tp = TraceParent::new(
+            TraceId::from_bytes(trace.to_be_bytes()).unwrap(),
+            SpanId::from_bytes(span.to_be_bytes()).unwrap(),
+            TraceFlags::from_bits(flags),
+        );
+        let encoded = tp.encode();
+        proptest::prop_assert!(encoded.iter().all(|c| !c.is_ascii_uppercase()));
+        proptest::prop_assert_eq!(TraceParent::parse(&encoded), Ok(tp));
+        proptest::prop_assert_eq!(tp.flags().bits(), flags & 1);
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+    ) {
+        let _ = TraceParent::parse(&bytes);
+    }
+
+    #[test]
+    fn any_single_character_change_to_the_ids_is_caught_or_read_back(
+        pos in 3_usize..52,
+        c in proptest::char::range('!', '~'),
+    ) {
+        let mut value = TRACEPARENT.as_bytes().to_vec();
+        value[pos] = c as u8;
+        let parsed = TraceParent::parse(&value);
+        let hex_ok = pos != 35 && (c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let sep_ok = pos == 35 && c == '-';
+        proptest::prop_assert_eq!(parsed.is_ok(), hex_ok || sep_ok);
+        if let Ok(parsed) = parsed {
+            proptest::prop_assert_eq!(parsed.to_string().into_bytes(), value);
+        }
+    }
+}
+
+#[tokio::test]
+async fn continues_a_valid_traceparent_with_a_new_span_and_echoes_it() {
+    let res = serve(TraceContextLayer::server(), request(&[("traceparent", TRACEPARENT)])).await;
+    let ctx = res.body().clone().expect("context in the extensions");
+    assert_eq!(ctx.trace_id().to_string(), TRACE_ID);
+    assert_eq!(ctx.parent_span_id().unwrap().to_string(), PARENT_ID);
+    assert_ne!(ctx.span_id().to_string(), PARENT_ID);
+    assert!(ctx.flags().is_sampled());
+    assert_eq!(header(&res, "traceparent").unwrap(), format!("00-{TRACE_ID}-{}-01", ctx.span_id()));
+}
+
+#[tokio::test]
+async fn keeps_the_unsampled_flag() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let res = serve(TraceContextLayer::server(), request(&[("traceparent", tp)])).await;
+    assert!(!res.body().as_ref().unwrap().flags().is_sampled());
+    assert!(header(&res, "traceparent").unwrap().ends_with("-00"));
+}
+
+#[tokio::test]
+async fn starts_a_new_trace_when_traceparent_is_absent_invalid_or_duplicated() {
+    let duplicated = Request::builder()
+        .header("traceparent", TRACEPARENT)
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .body(())
+        .unwrap();
+    let cases = [
+        request(&[]),
+        request(&[
+            ("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            ("tracestate", "a=1"),
+        ]),
+        request(&[("traceparent", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]),
+        duplicated,
+    ];
+    let mut trace_ids = Vec::new();
+    for req in cases {
+        let res = serve(TraceContextLayer::server(), req).await;
+        let ctx = res.body().clone().unwrap();
+        assert_ne!(ctx.trace_id().to_string(), TRACE_ID);
+        assert_eq!(ctx.parent_span_id(), None);
+        assert_eq!(ctx.trace_state(), None, "tracestate is discarded with an invalid traceparent");
+        assert!(ctx.flags().is_sampled());
+        let echoed = header(&res, "traceparent").unwrap();
+        assert_eq!(TraceParent::parse(echoed.as_bytes()).unwrap(), ctx.traceparent());
+        trace_ids.push(ctx.trace_id());
+    }
+    trace_ids.sort_by_key(|id| id.to_bytes());
+    trace_ids.dedup();
+    assert_eq!(trace_ids.len(), 4, "each new trace has its own random id");
+}
+
+async fn tracestate_of(lines: &[&str]) -> Option<HeaderValue> {
+    let mut headers = vec![("traceparent", TRACEPARENT)];
+    headers.extend(lines.iter().map(|line| ("tracestate", *line)));
+    let res = serve(TraceContextLayer::server(), request(&headers)).await;
+    let ctx = res.body().clone().unwrap();
+    assert_eq!(ctx.trace_id().to_string(), TRACE_ID, "a bad tracestate never fails the traceparent");
+    ctx.trace_state().cloned()
+}
+
+#[tokio::test]
+async fn passes_a_well_formed_tracestate_through() {
+    let state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7, tenant@vendor=x y";
+    assert_eq!(tracestate_of(&[state]).await.unwrap(), state);
+    // Several lines are one list.
+    assert_eq!(
+        tracestate_of(&["congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7"]).await.unwrap(),
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    );
+    // Exactly 32 members is within bounds.
+    let members: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+    assert!(tracestate_of(&[&members.join(",")]).await.is_some());
+    // Exactly 512 characters is within bounds.
+    let exact = format!("a={},b={}", "x".repeat(254), "y".repeat(253));
+    assert_eq!(exact.len(), 512);
+    assert!(tracestate_of(&[&exact]).await.is_some());
+}
+
+#[tokio::test]
+async fn drops_a_malformed_or_oversized_tracestate() {
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let too_many = members.join(",");
+    let too_long = format!("a={},b={}", "x".repeat(254), "y".repeat(254));
+    assert_eq!(too_long.len(), 513);
+    let cases: &[&[&str]] = &[
+        &[&too_many],
+        &[&too_long],
+        &[&members[..20].join(","), &members[20..].join(",")], // 33 over two lines
+        &["Congo=t61"],                                        // uppercase key
+        &["congo"],                                            // no value
+        &["congo="],                                           // empty value
+        &["congo=a=b"],                                        // `=` in value
+        &["1congo=x"],                                         // simple key starts with a digit
+        &["t@system-too-long=x"],                              // system id over 14 characters
+        &[&format!("a={}", "x".repeat(257))],                  // value over 256 characters
+        &["congo=1,congo=2"],                                  // duplicate key
+        &["congo=1", "congo=2"],
+        &["  ,  "],
+    ];
+    for lines in cases {
+        assert_eq!(tracestate_of(lines).await, None, "{lines:?}");
+    }
+}
+
+#[tokio::test]
+async fn echo_can_be_turned_off() {
+    let res =
+        serve(TraceContextLayer::server().echo_traceparent(false), request(&[("traceparent", TRACEPARENT)]))
+            .await;
+    assert_eq!(header(&res, "traceparent"), None);
+    assert!(res.body().is_some());
+}
+
+/// Makes `subscriber` this thread's default (used by the OpenTelemetry tests).
+#[cfg(feature = "opentelemetry")]
+fn set_default(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
+/// What the process-wide `fmt` subscriber (INFO) wrote, shared by the tests; each test finds its own
+/// lines by their message.
+///
+/// Global rather than per test: `tracing` caches each callsite's interest across threads, and a span
+/// first hit by a parallel test with no subscriber of its own could stay disabled in a test that has one.
+/// [`request`] installs it, so it is in place before any test hits a callsite.
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+/// A `fmt` subscriber writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// The one line whose message is `message`.
+    fn line(&self, message: &str) -> String {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        let mut lines = text.lines().filter(|line| line.ends_with(&format!(": {message}")));
+        let line = lines.next().unwrap_or_else(|| panic!("no line {message:?} in {text}")).to_owned();
+        assert_eq!(lines.next(), None, "{message:?} logged more than once");
+        line
+    }
+}
+
+/// A handler that logs `message`.
+fn logging_handler(
+    message: &'static str,
+) -> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future: Send> + Clone {
+    service_fn(move |_req: Request<()>| async move {
+        tracing::info!("{message}");
+        Ok(Response::new(()))
+    })
+}
+
+#[tokio::test]
+async fn handler_log_lines_carry_the_trace_id() {
+    let svc = TraceContextLayer::server().layer(logging_handler("reserving stock"));
+    let res = svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+    let span_id = &header(&res, "traceparent").unwrap()[36..52];
+
+    let line = logs().line("reserving stock");
+    assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
+    assert!(line.contains(&format!("span_id={span_id}")), "{line}");
+    assert!(line.contains("http_request{"), "{line}");
+    assert!(line.contains("/orders/7"), "{line}");
+}
+
+#[tokio::test]
+async fn span_level_is_configurable() {
+    let svc =
+        TraceContextLayer::server().level(tracing::Level::DEBUG).layer(logging_handler("charging the card"));
+    let res = svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+
+    // The DEBUG span is filtered out by the INFO subscriber; propagation still works.
+    let line = logs().line("charging the card");
+    assert!(!line.contains("trace_id="), "{line}");
+    assert!(header(&res, "traceparent").unwrap().starts_with(&format!("00-{TRACE_ID}-")));
+}
+
+type MockClient = tower_test::mock::Mock<Request<()>, Response<()>>;
+
+/// Serves `req` with a handler that makes one call through the client trace layer, threading nothing
+/// by hand; returns the server's response and the request the downstream received.
+async fn serve_calling_downstream(req: Request<()>) -> (Response<()>, Request<()>) {
+    let (mock, mut downstream) = tower_test::mock::pair::<Request<()>, Response<()>>();
+    let client = TraceContextLayer::client().layer(mock);
+    let server = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
+        let client: palisade::trace::ClientTrace<MockClient> = client.clone();
+        async move {
+            let out = Request::builder().uri("http://inventory/v1/stock/sku-1").body(()).unwrap();
+            client.oneshot(out).await.unwrap();
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    let respond = async {
+        let (outgoing, send) = downstream.next_request().await.unwrap();
+        send.send_response(Response::new(()));
+        outgoing
+    };
+    let (res, outgoing) = tokio::join!(server.oneshot(req), respond);
+    (res.unwrap(), outgoing)
+}
+
+#[tokio::test]
+async fn a_handler_client_call_continues_the_incoming_trace() {
+    let req = request(&[("traceparent", TRACEPARENT), ("tracestate", "congo=t61")]);
+    let (res, outgoing) = serve_calling_downstream(req).await;
+    let server_span = TraceParent::parse(res.headers()["traceparent"].as_bytes()).unwrap().parent_id();
+
+    // The outgoing traceparent names a new client span in the incoming trace...
+    let sent = TraceParent::parse(outgoing.headers()["traceparent"].as_bytes()).unwrap();
+    assert_eq!(sent.trace_id().to_string(), TRACE_ID);
+    assert_ne!(sent.parent_id(), server_span);
+    assert_ne!(sent.parent_id().to_string(), PARENT_ID);
+    assert!(sent.flags().is_sampled());
+    assert_eq!(outgoing.headers()["tracestate"], "congo=t61");
+    // ...whose parent is the server span (the client span's context rides in the extensions).
+    let client_ctx = outgoing.extensions().get::<TraceContext>().unwrap();
+    assert_eq!(client_ctx.span_id(), sent.parent_id());
+    assert_eq!(client_ctx.parent_span_id(), Some(server_span));
+    assert_eq!(TraceContext::current(), None, "restored once the server future is done");
+}
+
+#[tokio::test]
+async fn a_client_call_outside_a_server_span_starts_a_trace() {
+    let (mut client, mut downstream) =
+        tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(ClientTraceLayer::new());
+    assert!(client.poll_ready().is_ready());
+    logs();
+    let mut req = Request::new(());
+    req.headers_mut().insert("tracestate", HeaderValue::from_static("stale=1"));
+    let _res = client.call(req);
+    let (outgoing, _send) = downstream.next_request().await.unwrap();
+    let sent = TraceParent::parse(outgoing.headers()["traceparent"].as_bytes()).unwrap();
+    let ctx = outgoing.extensions().get::<TraceContext>().unwrap();
+    assert_eq!(
+        (ctx.trace_id(), ctx.span_id(), ctx.parent_span_id()),
+        (sent.trace_id(), sent.parent_id(), None)
+    );
+    assert!(outgoing.headers().get("tracestate").is_none(), "a stale tracestate is not sent");
+}
+
+#[tokio::test]
+async fn a_context_in_the_request_extensions_wins() {
+    let (mut client, mut downstream) =
+        tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(ClientTraceLayer::new());
+    let parent = TraceContext::new_root();
+    logs();
+    let mut req = Request::new(());
+    req.extensions_mut().insert(parent.clone());
+    assert!(client.poll_ready().is_ready());
+    let _res = client.call(req);
+    let (outgoing, _send) = downstream.next_request().await.unwrap();
+    let sent = TraceParent::parse(outgoing.headers()["traceparent"].as_bytes()).unwrap();
+    assert_eq!(sent.trace_id(), parent.trace_id());
+    assert_ne!(sent.parent_id(), parent.span_id());
+    assert_eq!(outgoing.extensions().get::<TraceContext>().unwrap().parent_span_id(), Some(parent.span_id()));
+}
+
+#[tokio::test]
+async fn current_is_set_only_while_the_handler_is_polled() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_in_handler = seen.clone();
+    let svc = TraceContextLayer::server().layer(service_fn(move |req: Request<()>| {
+        let seen = seen_in_handler.clone();
+        let from_extensions = req.extensions().get::<TraceContext>().cloned();
+        async move {
+            seen.lock().unwrap().push(TraceContext::current());
+            tokio::task::yield_now().await; // a second poll sees it again
+            seen.lock().unwrap().push(TraceContext::current());
+            assert_eq!(TraceContext::current(), from_extensions);
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    assert_eq!(TraceContext::current(), None);
+    svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+    assert_eq!(TraceContext::current(), None);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|ctx| ctx.as_ref().unwrap().trace_id().to_string() == TRACE_ID));
+}
+
+#[tokio::test]
+async fn nested_servers_restore_the_outer_context() {
+    let inner = TraceContextLayer::server().layer(service_fn(echo_context));
+    let outer = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
+        let inner = inner.clone();
+        async move {
+            let before = TraceContext::current().unwrap();
+            // A request of another trace handled in-process, from within this handler.
+            inner.oneshot(request(&[])).await.unwrap();
+            assert_eq!(TraceContext::current().unwrap(), before);
+            Ok::<_, Infallible>(Response::new(Some(before)))
+        }
+    }));
+    let res = outer.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+    assert_eq!(res.body().as_ref().unwrap().trace_id().to_string(), TRACE_ID);
+}
+
+#[test]
+fn services_expose_their_inner_service() {
+    let mut svc = ServerTraceLayer::default().layer(7_u8);
+    *svc.get_mut() += 1;
+    assert_eq!(*svc.get_ref(), 8);
+    assert_eq!(svc.into_inner(), 8);
+    let client = ClientTraceLayer::default().layer(1_u8);
+    assert_eq!(client.into_inner(), 1);
+}
+
+#[cfg(feature = "opentelemetry")]
+mod opentelemetry_bridge;
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_handlers_read_the_context_and_spans_carry_the_route() {
+    use axum::routing::get;
+    use axum::{Extension, Router};
+
+    async fn get_order(Extension(context): Extension<TraceContext>) -> String {
+        tracing::info!("loading the order");
+        context.trace_id().to_string()
+    }
+
+    let app = Router::new().route("/orders/{id}", get(get_order)).layer(TraceContextLayer::server());
+    let req = Request::builder()
+        .uri("/orders/7")
+        .header("traceparent", TRACEPARENT)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    logs();
+    let res = app.oneshot(req).await.unwrap();
+    assert!(header(&res, "traceparent").unwrap().starts_with(&format!("00-{TRACE_ID}-")));
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    assert_eq!(body, TRACE_ID);
+    let line = logs().line("loading the order");
+    assert!(line.contains("http.route=\"/orders/{id}\""), "{line}");
+    assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
+}
