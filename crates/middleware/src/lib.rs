@@ -18,6 +18,15 @@ pub mod timeout;
 #[cfg(feature = "trace")]
 pub mod trace;
 
+#[cfg(all(
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "timeout",
+    feature = "metrics",
+    feature = "trace"
+))]
+pub mod stack;
+
 pub use classify::{Classify, DefaultClassifier, Outcome};
 pub use config_error::InvalidConfig;
 pub use deadline::Deadline;

@@ -133,7 +133,7 @@ impl Problem {
     }
 
     /// The response: status, `Content-Type: application/problem+json`, `Retry-After` when set.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_http_response(self) -> Response<Full<Bytes>> {
         let mut res = Response::new(Full::new(Bytes::from(self.to_json())));
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
@@ -149,7 +149,7 @@ impl Problem {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {
     fn into_response(self) -> axum::response::Response {
-        Problem::into_response(self).map(axum::body::Body::new)
+        self.into_http_response().map(axum::body::Body::new)
     }
 }
 
@@ -358,7 +358,7 @@ where
         if let Some(id) = this.trace_id.take() {
             problem = problem.with_trace_id(id);
         }
-        Poll::Ready(Ok(problem.into_response().map(Either::Right)))
+        Poll::Ready(Ok(problem.into_http_response().map(Either::Right)))
     }
 }
 
@@ -379,10 +379,11 @@ mod tests {
     fn retry_after_rounds_up_to_whole_seconds() {
         let res = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(Duration::from_millis(1500))
-            .into_response();
+            .into_http_response();
         assert_eq!(res.headers()[header::RETRY_AFTER], "2");
-        let res =
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE).with_retry_after(Duration::ZERO).into_response();
+        let res = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_retry_after(Duration::ZERO)
+            .into_http_response();
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
     }
 
