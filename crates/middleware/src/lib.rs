@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 pub mod classify;
 mod config_error;
 pub mod deadline;
@@ -27,6 +28,7 @@ pub mod trace;
 ))]
 pub mod stack;
 
+pub use builder::ServiceBuilderExt;
 pub use classify::{Classify, DefaultClassifier, Outcome};
 pub use config_error::InvalidConfig;
 pub use deadline::Deadline;
