@@ -1,3 +1,208 @@
-//! Circuit breaker (work in progress).
+//! Circuit breaker: stop calling a dependency that is failing, and probe it until it recovers.
+//!
+//! The breaker watches the outcome of every call, as decided by a [`Classify`] (by default
+//! [`DefaultClassifier`]: errors, 5xx and 429 are failures, other 4xx are
+//! successes). It **opens** when, over a sliding window that holds at least
+//! [`minimum_calls`](CircuitBreakerBuilder::minimum_calls):
+//! - the failure rate reaches [`failure_rate_threshold`](CircuitBreakerBuilder::failure_rate_threshold), or
+//! - the rate of calls slower than [`slow_call_duration`](CircuitBreakerBuilder::slow_call_duration)
+//!   reaches [`slow_call_rate_threshold`](CircuitBreakerBuilder::slow_call_rate_threshold);
+//!
+//! or, whatever the window, after [`consecutive_failures`](CircuitBreakerBuilder::consecutive_failures)
+//! failures in a row. The window is either the last N calls ([`count_window`], the default, truly
+//! sliding: each call pushes the oldest out) or the calls of the last W seconds ([`time_window`],
+//! per-second buckets).
+//!
+//! While [`Open`](State::Open), calls fail at once with [`CircuitOpen`] (its `retry_after` is the time
+//! left in the open interval) and the inner service is not called. After the interval the breaker is
+//! [`HalfOpen`](State::HalfOpen): at most [`permitted_calls_in_half_open`] probes run at once (others
+//! are rejected; a dropped probe gives its permit back); [`success_threshold`] successful probes close
+//! it, one failed (or slow) probe reopens it, for an interval that can grow exponentially
+//! ([`open_interval_multiplier`], [`max_open_interval`], [`open_interval_jitter`]) and returns to the
+//! base once closed. Operators can also force [`ForcedOpen`](State::ForcedOpen),
+//! [`Disabled`](State::Disabled) or [`MetricsOnly`](State::MetricsOnly) through a
+//! [`CircuitBreakerHandle`].
+//!
+//! The state lives behind one `Arc` shared by every clone of the service (axum clones services per
+//! connection) and by every service made from one [`CircuitBreakerLayer`]. For one breaker per
+//! downstream host or route, use a [`CircuitBreakerRegistry`].
+//!
+//! In front of an axum handler, wrap the stack in [`ProblemLayer`](crate::problem::ProblemLayer):
+//! [`CircuitOpen`] becomes `503 Service Unavailable` with `Retry-After`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use palisade::circuit_breaker::{CircuitBreakerLayer, State, error::CircuitOpen};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade::BoxError> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .name("payments")
+//!     .failure_rate_threshold(0.5)
+//!     .count_window(10)
+//!     .minimum_calls(4)
+//!     .open_interval(Duration::from_secs(30))
+//!     .build()?;
+//! let handle = breaker.handle();
+//!
+//! // A dependency that answers every call with 503.
+//! let mut svc = ServiceBuilder::new().layer(breaker).service(service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::builder().status(503).body(()).unwrap())
+//! }));
+//!
+//! for _ in 0..4 {
+//!     let res = svc.ready().await?.call(http::Request::new(())).await?;
+//!     assert_eq!(res.status(), 503);
+//! }
+//! assert_eq!(handle.state(), State::Open);
+//!
+//! // Now calls fail fast, without reaching the dependency.
+//! let err = svc.ready().await?.call(http::Request::new(())).await.unwrap_err();
+//! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
+//! assert!(open.retry_after() <= Duration::from_secs(30));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Metrics
+//!
+//! Through the [`metrics`](https://docs.rs/metrics) facade, labelled with the breaker's `name`, with
+//! handles resolved once when the breaker is built (see [`metric_names`](crate::metric_names)):
+//! `palisade_circuit_breaker_state{state}` (1 for the current state, 0 for the five others),
+//! `palisade_circuit_breaker_rejected_calls_total`, and
+//! `palisade_circuit_breaker_transitions_total{state}` (the state entered; in
+//! [`MetricsOnly`](State::MetricsOnly), a trip condition counts as one transition to `open` while no
+//! call is rejected). Each transition is also logged through `tracing`.
+//!
+//! # Performance
+//!
+//! The closed-state path is lock-free and allocation-free: admitting a call is one acquire load of
+//! the state word, and a successful call adds 1 to a call counter *striped per thread* across
+//! cache-line-padded shards, then reads one read-mostly flag. No line is written by every core, so
+//! throughput scales with cores instead of ping-ponging one hot atomic. The count window stays exact
+//! without a shared ring: the sum of the shards gives each call its position, and only the positions of
+//! failures (and slow calls) are kept, under a mutex taken on failures, slow calls and transitions
+//! only. Since a success can only lower the failure rate, the rate is evaluated when a failure arrives
+//! (and on every call until the window first holds `minimum_calls`). The cost per call does not depend
+//! on the window size. The price is on failures: each takes the mutex and sums the shards, so a
+//! dependency failing often (but below the threshold) serialises its failures on that lock. The clock
+//! is read only when a slow-call duration or a time window is configured.
+//! Each service clone owns a small `Arc` that its response futures share, so even the reference count a
+//! future needs is private to the clone: clone the service per connection or per task, not per request.
+//!
+//! [`count_window`]: CircuitBreakerBuilder::count_window
+//! [`time_window`]: CircuitBreakerBuilder::time_window
+//! [`permitted_calls_in_half_open`]: CircuitBreakerBuilder::permitted_calls_in_half_open
+//! [`success_threshold`]: CircuitBreakerBuilder::success_threshold
+//! [`open_interval_multiplier`]: CircuitBreakerBuilder::open_interval_multiplier
+//! [`max_open_interval`]: CircuitBreakerBuilder::max_open_interval
+//! [`open_interval_jitter`]: CircuitBreakerBuilder::open_interval_jitter
+//! [`CircuitOpen`]: error::CircuitOpen
 
+mod config;
 pub mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod registry;
+mod shared;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::Service;
+
+pub use self::config::CircuitBreakerBuilder;
+use self::future::{Local, Permit, ResponseFuture};
+pub use self::handle::{CircuitBreakerHandle, Snapshot, State};
+pub use self::layer::CircuitBreakerLayer;
+pub use self::registry::CircuitBreakerRegistry;
+use self::shared::Admission;
+use crate::{BoxError, Classify, DefaultClassifier};
+
+/// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`].
+///
+/// Its error is [`BoxError`]: the inner service's error, or [`CircuitOpen`](error::CircuitOpen) when the call was
+/// rejected. `poll_ready` is the inner service's.
+pub struct CircuitBreaker<S, C = DefaultClassifier> {
+    inner: S,
+    local: Arc<Local<C>>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn from_parts(inner: S, local: Arc<Local<C>>) -> Self {
+        Self { inner, local }
+    }
+
+    /// A handle to the breaker.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle::new(Arc::clone(&self.local.shared))
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the breaker, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        // A fresh `Local` per clone: see `future::Local`.
+        let local =
+            Local { shared: Arc::clone(&self.local.shared), classifier: self.local.classifier.clone() };
+        Self { inner: self.inner.clone(), local: Arc::new(local) }
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &self.local.shared;
+        let (generation, probe) = match shared.admit() {
+            Admission::Record { generation } => (generation, false),
+            Admission::Probe { generation } => (generation, true),
+            Admission::Pass => return ResponseFuture::called(self.inner.call(req), None),
+            Admission::Reject(open) => return ResponseFuture::rejected(open),
+        };
+        let start = shared.start_clock();
+        // Created before the call so that a panicking inner `call` still gives a probe permit back.
+        let permit = Permit::new(Arc::clone(&self.local), generation, probe, start);
+        ResponseFuture::called(self.inner.call(req), Some(permit))
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.local.shared)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,120 @@
+//! The response future of [`CircuitBreaker`](super::CircuitBreaker).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::error::CircuitOpen;
+use super::shared::Shared;
+use crate::{BoxError, Classify};
+
+/// What one service clone owns: the shared breaker and its classifier.
+///
+/// Each clone of the service allocates its own `Local` (clones happen per connection, not per
+/// request), and each call's future holds an `Arc` to it. Cloning *that* `Arc` touches a reference
+/// count private to the clone, not one shared by every core, which is what a future holding the
+/// breaker's own `Arc` would do on every call. The alignment keeps two clones' reference counts (and
+/// so two cores' writes) off a shared cache line, since clones are often allocated back to back.
+#[repr(align(128))]
+pub(crate) struct Local<C> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) classifier: C,
+}
+
+/// A call admitted by the breaker, to be recorded when it completes.
+pub(crate) struct Permit<C> {
+    local: Arc<Local<C>>,
+    generation: u64,
+    /// A half-open probe whose permit is still held (given back on drop).
+    probe: bool,
+    start: Option<Instant>,
+}
+
+impl<C> Permit<C> {
+    pub(crate) fn new(local: Arc<Local<C>>, generation: u64, probe: bool, start: Option<Instant>) -> Self {
+        Self { local, generation, probe, start }
+    }
+
+    fn complete<Res>(mut self, result: Result<&Res, &BoxError>)
+    where
+        C: Classify<Res, BoxError>,
+    {
+        let failure = self.local.classifier.classify(result).is_failure();
+        self.local.shared.on_result(self.generation, self.probe, failure, self.start);
+        self.probe = false; // recorded: nothing to give back on drop
+    }
+}
+
+impl<C> Drop for Permit<C> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.local.shared.release_probe(self.generation);
+        }
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected { error: CircuitOpen },
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](super::CircuitBreaker): the inner call, recorded when it
+    /// completes, or an immediate [`CircuitOpen`].
+    ///
+    /// Dropping it before completion records nothing; a half-open probe gives its permit back.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        permit: Option<Permit<C>>,
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, permit: Option<Permit<C>>) -> Self {
+        Self { kind: Kind::Called { future }, permit }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        Self { kind: Kind::Rejected { error }, permit: None }
+    }
+}
+
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res, BoxError>,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            // Boxing the rejection allocates, on the rejected path only: `BoxError` is the contract.
+            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into())),
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(permit) = this.permit.take() {
+                    permit.complete(result.as_ref());
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rejected = matches!(self.kind, Kind::Rejected { .. });
+        f.debug_struct("ResponseFuture").field("rejected", &rejected).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,55 @@
+//! [`CircuitBreakerLayer`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::CircuitBreaker;
+use super::config::CircuitBreakerBuilder;
+use super::future::Local;
+use super::handle::CircuitBreakerHandle;
+use super::shared::Shared;
+
+/// Wraps services in a [`CircuitBreaker`]. Every service made by one layer (and every clone of
+/// those) shares one breaker: build one layer per dependency, or use a
+/// [`CircuitBreakerRegistry`](super::CircuitBreakerRegistry).
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C = crate::DefaultClassifier> {
+    shared: Arc<Shared>,
+    classifier: C,
+}
+
+impl CircuitBreakerLayer {
+    /// A builder with the defaults (count window of 100 calls, failure rate 0.5, 20 minimum calls,
+    /// 30 s open interval, 3 half-open permits, 3 successes to close).
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::default()
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    pub(crate) fn from_parts(shared: Arc<Shared>, classifier: C) -> Self {
+        Self { shared, classifier }
+    }
+
+    /// A handle to this layer's breaker.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreaker<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let local = Local { shared: Arc::clone(&self.shared), classifier: self.classifier.clone() };
+        CircuitBreaker::from_parts(inner, Arc::new(local))
+    }
+}
+
+impl<C> fmt::Debug for CircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer").field("breaker", &self.shared).finish_non_exhaustive()
+    }
+}
