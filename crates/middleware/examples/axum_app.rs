@@ -64,7 +64,8 @@ async fn product(State(prices): State<Prices>, req: Request) -> Response {
     }
     let problem = match prices.oneshot(out).await {
         Ok(res) if res.status().is_success() => {
-            let body = res.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
+            let body =
+                res.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
             return ([(http::header::CONTENT_TYPE, "application/json")], body).into_response();
         }
         // The downstream gave up on our deadline: so do we. Any other failure is a bad gateway.

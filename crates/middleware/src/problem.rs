@@ -255,22 +255,7 @@ impl<S: Clone> Clone for Problems<S> {
     }
 }
 
-impl<S> Problems<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+inner_accessors!(Problems);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Problems<S>
 where

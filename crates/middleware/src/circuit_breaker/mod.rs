@@ -134,6 +134,8 @@ pub struct CircuitBreaker<S, C = DefaultClassifier> {
     local: Arc<Local<C>>,
 }
 
+inner_accessors!(CircuitBreaker, C);
+
 impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn from_parts(inner: S, local: Arc<Local<C>>) -> Self {
         Self { inner, local }
@@ -142,21 +144,6 @@ impl<S, C> CircuitBreaker<S, C> {
     /// A handle to the breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
         CircuitBreakerHandle::new(Arc::clone(&self.local.shared))
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the breaker, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
     }
 }
 

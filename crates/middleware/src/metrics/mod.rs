@@ -171,22 +171,7 @@ pub struct Metrics<S, T = DefaultRoute> {
     target: T,
 }
 
-impl<S, T> Metrics<S, T> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+inner_accessors!(Metrics, T);
 
 impl<S, T, B, ResBody> Service<Request<B>> for Metrics<S, T>
 where

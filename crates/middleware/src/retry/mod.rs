@@ -111,22 +111,9 @@ impl<S, P> Retry<S, P> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<P>>) -> Self {
         Self { inner, shared }
     }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
+
+inner_accessors!(Retry, P);
 
 impl<S: Clone, P> Clone for Retry<S, P> {
     fn clone(&self) -> Self {

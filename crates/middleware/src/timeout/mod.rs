@@ -100,28 +100,6 @@ use tower::Service;
 
 use crate::{BoxError, Deadline, InvalidConfig};
 
-/// `get_ref`, `get_mut` and `into_inner` for a service wrapper with an `inner` field.
-macro_rules! inner_accessors {
-    ($name:ident) => {
-        impl<S> $name<S> {
-            /// The inner service.
-            pub fn get_ref(&self) -> &S {
-                &self.inner
-            }
-
-            /// The inner service, mutably.
-            pub fn get_mut(&mut self) -> &mut S {
-                &mut self.inner
-            }
-
-            /// Consumes `self`, returning the inner service.
-            pub fn into_inner(self) -> S {
-                self.inner
-            }
-        }
-    };
-}
-
 mod budget;
 mod client;
 pub mod error;

@@ -56,7 +56,7 @@ pub struct ClientTrace<S> {
     level: Level,
 }
 
-super::inner_accessors!(ClientTrace);
+inner_accessors!(ClientTrace);
 
 impl<S, ReqB> Service<Request<ReqB>> for ClientTrace<S>
 where

@@ -110,26 +110,3 @@ macro_rules! span_at {
     };
 }
 use span_at;
-
-/// `get_ref`, `get_mut` and `into_inner` for a service wrapping `inner`.
-macro_rules! inner_accessors {
-    ($service:ident) => {
-        impl<S> $service<S> {
-            /// The inner service.
-            pub fn get_ref(&self) -> &S {
-                &self.inner
-            }
-
-            /// The inner service, mutably.
-            pub fn get_mut(&mut self) -> &mut S {
-                &mut self.inner
-            }
-
-            /// Consumes `self`, returning the inner service.
-            pub fn into_inner(self) -> S {
-                self.inner
-            }
-        }
-    };
-}
-use inner_accessors;

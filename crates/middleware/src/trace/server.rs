@@ -61,7 +61,7 @@ pub struct ServerTrace<S> {
     echo: bool,
 }
 
-super::inner_accessors!(ServerTrace);
+inner_accessors!(ServerTrace);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ServerTrace<S>
 where
