@@ -1,6 +1,52 @@
-//! `shop`: runs Palisade Shop. The services land with the shop issue; until then this binary only says so.
+//! `shop`: runs Palisade Shop.
+//!
+//! ```text
+//! shop all            every service, each on its own port with its own database (default)
+//! shop <service>      one service (catalog, …)
+//! shop migrate        apply every service's migrations and exit
+//! shop openapi [dir]  write <dir>/<service>.json (default dir: openapi)
+//! ```
+//!
+//! Configuration: see `kit::config` (`CONFIG_PATH`, `SHOP__*` variables); logs: `RUST_LOG`,
+//! `LOG_FORMAT=json`.
 
-fn main() {
-    eprintln!("palisade shop: no services are implemented yet; see README.md");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use kit::service::{self, Service};
+
+/// Every implemented service; adding one is one line.
+const SERVICES: &[&Service] = &[&shop_catalog::SERVICE];
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    kit::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<(), kit::BoxError> {
+    let command = args.first().map_or("all", String::as_str);
+    match command {
+        "openapi" => {
+            let dir = args.get(1).map_or("openapi", String::as_str);
+            service::write_openapi(SERVICES, std::path::Path::new(dir))
+        }
+        "migrate" => service::migrate(SERVICES, &kit::config::Settings::load()?).await,
+        "all" => service::run(SERVICES, &kit::config::Settings::load()?).await,
+        "help" | "-h" | "--help" => {
+            let names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
+            println!("usage: shop [all | {} | migrate | openapi [dir]]", names.join(" | "));
+            Ok(())
+        }
+        name => match SERVICES.iter().find(|s| s.name == name) {
+            Some(one) => service::run(&[one], &kit::config::Settings::load()?).await,
+            None => Err(format!("unknown command or service `{name}`; try `shop help`").into()),
+        },
+    }
 }

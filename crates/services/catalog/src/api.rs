@@ -1,0 +1,224 @@
+//! The `/v1/products` handlers.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kit::auth::AdminUser;
+use kit::error::{ApiError, Problem};
+use kit::extract::{Json, Path, Query};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::cache::ProductCache;
+use crate::model::{ListQuery, Product, ProductInput, ProductPage};
+use crate::store::Store;
+
+/// Handler state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The products.
+    pub store: Arc<dyn Store>,
+    /// The read cache of single products.
+    pub cache: Arc<ProductCache>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+/// The routes, with their OpenAPI operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_products, create_product)).routes(routes!(
+        get_product,
+        update_product,
+        delete_product
+    ))
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no product with id {id}"))
+}
+
+fn json_response(status: StatusCode, etag: &str, body: Bytes) -> Response {
+    let mut res = (status, body).into_response();
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(etag) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    res
+}
+
+fn to_bytes(product: &Product) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(product).map(Bytes::from).map_err(ApiError::internal)
+}
+
+/// List products: paging, filters, name search.
+#[utoipa::path(
+    get, path = "/v1/products", tag = "products",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductPage),
+        (status = 400, description = "Invalid query parameters", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn list_products(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ProductPage>, ApiError> {
+    let mut filter = query.into_filter().map_err(ApiError::invalid_params)?;
+    let limit = filter.limit;
+    filter.limit += 1; // one more row tells whether there is a next page
+    let mut items = state.store.list(&filter).await?;
+    let next_offset = (items.len() > limit as usize).then(|| filter.offset + u64::from(limit));
+    items.truncate(limit as usize);
+    Ok(Json(ProductPage { items, limit, offset: filter.offset, next_offset }))
+}
+
+/// Get one product; `If-None-Match` with its current `ETag` answers 304.
+#[utoipa::path(
+    get, path = "/v1/products/{id}", tag = "products",
+    params(
+        ("id" = Uuid, Path, description = "Product id"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier response"),
+    ),
+    responses(
+        (status = 200, description = "The product", body = Product,
+            headers(("ETag" = String, description = "The product's version"))),
+        (status = 304, description = "Not modified: the ETag still matches",
+            headers(("ETag" = String, description = "The product's version"))),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (etag, body) = if let Some(cached) = state.cache.get(id) {
+        (cached.etag, cached.body)
+    } else {
+        let product = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+        let (etag, body) = (product.etag(), to_bytes(&product)?);
+        state.cache.put(id, etag.clone(), body.clone());
+        (etag, body)
+    };
+    if if_none_match(&headers, &etag) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            res.headers_mut().insert(header::ETAG, value);
+        }
+        return Ok(res);
+    }
+    Ok(json_response(StatusCode::OK, &etag, body))
+}
+
+/// Whether `If-None-Match` lists `etag` (or `*`); weak comparison, as RFC 9110 §13.1.2 requires.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|candidate| {
+            let candidate = candidate.trim();
+            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+        })
+}
+
+/// Create a product (admin).
+#[utoipa::path(
+    post, path = "/v1/products", tag = "products",
+    request_body(content = ProductInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Product,
+            headers(("Location" = String, description = "The product's URL"), ("ETag" = String, description = "Its version"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn create_product(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Json(input): Json<ProductInput>,
+) -> Result<Response, ApiError> {
+    input.validate().map_err(ApiError::validation)?;
+    let product = state.store.create(&input).await?;
+    let mut res = json_response(StatusCode::CREATED, &product.etag(), to_bytes(&product)?);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/products/{}", product.id)) {
+        res.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(res)
+}
+
+/// Replace a product's fields (admin); its version and ETag change.
+#[utoipa::path(
+    put, path = "/v1/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body(content = ProductInput, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = Product,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "The id is not a UUID or the body is not JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn update_product(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ProductInput>,
+) -> Result<Response, ApiError> {
+    input.validate().map_err(ApiError::validation)?;
+    let product = state.store.update(id, &input).await?.ok_or_else(|| not_found(id))?;
+    state.cache.invalidate(id);
+    Ok(json_response(StatusCode::OK, &product.etag(), to_bytes(&product)?))
+}
+
+/// Delete a product (admin).
+#[utoipa::path(
+    delete, path = "/v1/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn delete_product(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let deleted = state.store.delete(id).await?;
+    state.cache.invalidate(id);
+    if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(id)) }
+}

@@ -1,0 +1,80 @@
+//! The catalog service (port 8082): products and prices.
+//!
+//! Public: `GET /v1/products` (paging, filter by category and price range, name search) and
+//! `GET /v1/products/{id}` (`ETag`, `If-None-Match` → 304). Admin: `POST /v1/products`,
+//! `PUT`/`DELETE /v1/products/{id}`. Single-product reads go through a [`cache`] whose staleness
+//! bound is documented there.
+//!
+//! This crate is the template for the other services: [`model`] (API types and validation),
+//! [`store`] (a `Store` trait, one implementation per database), [`api`] (handlers with their
+//! OpenAPI annotations), and [`SERVICE`], which the `shop` binary runs.
+
+pub mod api;
+pub mod cache;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+
+use kit::db::Migrations;
+use kit::error::{FieldError, Problem};
+use kit::service::{Context, RoutesFuture, Service};
+use utoipa::Modify;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::AppState;
+use crate::cache::{CacheConfig, ProductCache};
+
+/// The catalog, for the `shop` binary.
+pub static SERVICE: Service =
+    Service { name: "catalog", default_port: 8082, migrations: &MIGRATIONS, openapi, routes };
+
+/// The catalog's embedded migrations.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("../../../migrations/catalog/sqlite"),
+    postgres: sqlx::migrate!("../../../migrations/catalog/postgres"),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Palisade Shop catalog", description = "Products and prices. Errors are RFC 9457 problem documents."),
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
+    tags((name = "products", description = "The product catalog")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+/// The catalog's OpenAPI document.
+pub fn openapi() -> OpenApi {
+    let (_, paths) = api::router().split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
+    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
+    doc
+}
+
+fn routes(context: Context) -> RoutesFuture {
+    Box::pin(async move {
+        let cache: CacheConfig = context.settings.extract("catalog.cache")?;
+        let state =
+            AppState { store: store::for_db(&context.db), cache: Arc::new(ProductCache::new(&cache)) };
+        let (router, _) = api::router().split_for_parts();
+        Ok(router.with_state(state))
+    })
+}

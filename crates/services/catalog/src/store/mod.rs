@@ -1,0 +1,101 @@
+//! The catalog's persistence, behind [`Store`]: one implementation per database.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use kit::db::{Db, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{ListFilter, Money, Product, ProductInput};
+
+pub use self::postgres::PgStore;
+pub use self::sqlite::SqliteStore;
+
+/// What a store method returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Product persistence. SKU uniqueness is enforced by the database ([`StoreError::Conflict`]).
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a product (version 1).
+    fn create<'a>(&'a self, input: &'a ProductInput) -> BoxFuture<'a, StoreResult<Product>>;
+    /// The product with `id`.
+    fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Product>>>;
+    /// A page of products, oldest first, matching `filter`.
+    fn list<'a>(&'a self, filter: &'a ListFilter) -> BoxFuture<'a, StoreResult<Vec<Product>>>;
+    /// Replaces the product's fields and increments its version; `None` when absent.
+    fn update<'a>(&'a self, id: Uuid, input: &'a ProductInput)
+    -> BoxFuture<'a, StoreResult<Option<Product>>>;
+    /// Deletes the product; `false` when absent.
+    fn delete(&self, id: Uuid) -> BoxFuture<'_, StoreResult<bool>>;
+}
+
+/// The store for `db`.
+pub fn for_db(db: &Db) -> Arc<dyn Store> {
+    match db {
+        Db::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Db::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+    }
+}
+
+/// A row of `products`, shared by both backends.
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: Uuid,
+    sku: String,
+    name: String,
+    description: String,
+    category: String,
+    price_amount: i64,
+    price_currency: String,
+    version: i64,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Self {
+            id: row.id,
+            sku: row.sku,
+            name: row.name,
+            description: row.description,
+            category: row.category,
+            price: Money { amount: row.price_amount, currency: row.price_currency.trim_end().to_owned() },
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Now, at millisecond precision (what both databases store exactly).
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}
+
+/// `q` with LIKE wildcards escaped (escape character `\`).
+fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A duplicate SKU, with a message for the client.
+fn on_conflict(err: sqlx::Error, sku: &str) -> StoreError {
+    match StoreError::from(err) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("a product with SKU {sku} already exists")),
+        other @ StoreError::Database(_) => other,
+    }
+}

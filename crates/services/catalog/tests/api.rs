@@ -1,0 +1,321 @@
+//! The catalog's HTTP API: in-process (`Router::oneshot`) with the full kit stack, over a real
+//! port, and the committed OpenAPI file.
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use kit::auth::{JwtKeys, Role};
+use kit::config::Settings;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    keys: JwtKeys,
+}
+
+async fn app() -> TestApp {
+    let settings = Settings::for_test("catalog", &kit::db::temp_sqlite_url("catalog-api"));
+    let app = shop_catalog::SERVICE.app(&settings).await.expect("app");
+    TestApp { router: app.router, keys: app.keys }
+}
+
+impl TestApp {
+    fn token(&self, role: Role) -> String {
+        self.keys.issue("user-1", "someone@example.com", role).unwrap()
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+        let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        (parts.status, parts.headers, value)
+    }
+
+    async fn write(
+        &self,
+        method: &str,
+        uri: &str,
+        role: Option<Role>,
+        body: &str,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut req =
+            Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(role) = role {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token(role)));
+        }
+        self.send(req.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, http::HeaderMap, Value) {
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+}
+
+fn product(sku: &str, name: &str, category: &str, amount: i64) -> String {
+    json!({ "sku": sku, "name": name, "category": category, "price": { "amount": amount, "currency": "EUR" } })
+        .to_string()
+}
+
+fn assert_problem(status: StatusCode, headers: &http::HeaderMap, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["status"], expected.as_u16());
+    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
+    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
+    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+}
+
+#[tokio::test]
+async fn admin_crud_with_etags() {
+    let app = app().await;
+    let (status, headers, created) = app
+        .write("POST", "/v1/products", Some(Role::Admin), &product("MUG-1", "Red Mug", "kitchen", 1299))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/v1/products/{id}").as_str());
+    assert_eq!(created["price"], json!({ "amount": 1299, "currency": "EUR" }));
+
+    let (status, headers, got) = app.get(&format!("/v1/products/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, created);
+    let etag = headers[header::ETAG].clone();
+
+    let req =
+        Request::get(format!("/v1/products/{id}")).header(header::IF_NONE_MATCH, &etag).body(Body::empty());
+    let (status, headers, body) = app.send(req.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(headers[header::ETAG], etag);
+    assert_eq!(body, Value::Null);
+
+    let (status, headers, updated) = app
+        .write(
+            "PUT",
+            &format!("/v1/products/{id}"),
+            Some(Role::Admin),
+            &product("MUG-1", "Red Mug", "kitchen", 999),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+    assert_ne!(headers[header::ETAG], etag);
+    // The update invalidated the cache: the old ETag no longer matches and the new price shows.
+    let req =
+        Request::get(format!("/v1/products/{id}")).header(header::IF_NONE_MATCH, &etag).body(Body::empty());
+    let (status, _, got) = app.send(req.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["price"]["amount"], 999);
+
+    let (status, _, _) = app.write("DELETE", &format!("/v1/products/{id}"), Some(Role::Admin), "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, headers, body) = app.get(&format!("/v1/products/{id}")).await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    let (status, headers, body) =
+        app.write("DELETE", &format!("/v1/products/{id}"), Some(Role::Admin), "").await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn public_list_filters_searches_and_pages() {
+    let app = app().await;
+    for (i, (name, category, amount)) in
+        [("Red Mug", "kitchen", 500), ("Blue MUG", "kitchen", 1500), ("Desk Lamp", "office", 2500)]
+            .into_iter()
+            .enumerate()
+    {
+        let (status, _, body) = app
+            .write(
+                "POST",
+                "/v1/products",
+                Some(Role::Admin),
+                &product(&format!("S-{i}"), name, category, amount),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let names = |page: &Value| {
+        page["items"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect::<Vec<_>>()
+    };
+
+    let (status, _, page) = app.get("/v1/products").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["limit"], 20);
+    assert_eq!(names(&page), ["Red Mug", "Blue MUG", "Desk Lamp"]);
+    assert!(page.get("next_offset").is_none());
+
+    let (_, _, page) = app.get("/v1/products?category=kitchen&q=mug&min_price=1000").await;
+    assert_eq!(names(&page), ["Blue MUG"]);
+    let (_, _, page) = app.get("/v1/products?max_price=600").await;
+    assert_eq!(names(&page), ["Red Mug"]);
+
+    let (_, _, page) = app.get("/v1/products?limit=2").await;
+    assert_eq!(names(&page), ["Red Mug", "Blue MUG"]);
+    assert_eq!(page["next_offset"], 2);
+    let (_, _, page) = app.get("/v1/products?limit=2&offset=2").await;
+    assert_eq!(names(&page), ["Desk Lamp"]);
+    assert!(page.get("next_offset").is_none());
+}
+
+#[tokio::test]
+async fn bad_input_is_problem_json() {
+    let app = app().await;
+    let admin = Some(Role::Admin);
+    let valid = product("MUG-1", "Mug", "kitchen", 100);
+
+    // Authentication and authorization.
+    let (status, headers, body) = app.write("POST", "/v1/products", None, &valid).await;
+    assert_problem(status, &headers, &body, StatusCode::UNAUTHORIZED);
+    assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+    let (status, headers, body) = app.write("POST", "/v1/products", Some(Role::Customer), &valid).await;
+    assert_problem(status, &headers, &body, StatusCode::FORBIDDEN);
+    let req = Request::post("/v1/products")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer not.a.token")
+        .body(Body::from(valid.clone()));
+    let (status, headers, body) = app.send(req.unwrap()).await;
+    assert_problem(status, &headers, &body, StatusCode::UNAUTHORIZED);
+
+    // Bodies.
+    let (status, headers, body) = app.write("POST", "/v1/products", admin, "{not json").await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    let req = Request::post("/v1/products")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token(Role::Admin)))
+        .body(Body::from(valid.clone()));
+    let (status, headers, body) = app.send(req.unwrap()).await;
+    assert_problem(status, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, headers, body) = app.write("POST", "/v1/products", admin, r#"{"sku":"A","name":"B"}"#).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["pointer"], "#");
+    let (status, headers, body) = app
+        .write(
+            "POST",
+            "/v1/products",
+            admin,
+            r#"{"sku":"A","name":"B","category":"c","price":{"amount":"x","currency":"EUR"}}"#,
+        )
+        .await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["pointer"], "#/price/amount");
+    let (status, headers, body) =
+        app.write("POST", "/v1/products", admin, &product("MUG 1", "", "kitchen", -5)).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let pointers: Vec<_> = body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].clone()).collect();
+    assert_eq!(pointers, ["#/sku", "#/name", "#/price/amount"]);
+    let bad_currency =
+        json!({ "sku": "A", "name": "B", "category": "c", "price": { "amount": 1, "currency": "eur" } });
+    let (status, headers, body) = app.write("POST", "/v1/products", admin, &bad_currency.to_string()).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["pointer"], "#/price/currency");
+    let huge = product("BIG", &"x".repeat(70 * 1024), "c", 1);
+    let (status, headers, body) = app.write("POST", "/v1/products", admin, &huge).await;
+    assert_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Duplicates.
+    let (status, _, _) = app.write("POST", "/v1/products", admin, &valid).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, headers, body) = app.write("POST", "/v1/products", admin, &valid).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+
+    // Paths and queries.
+    let (status, headers, body) = app.get("/v1/products/not-a-uuid").await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    let (status, headers, body) = app.get("/v1/products/6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11").await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    for query in ["limit=0", "limit=101", "limit=abc", "offset=-1", "min_price=-1", "min_price=9&max_price=1"]
+    {
+        let (status, headers, body) = app.get(&format!("/v1/products?{query}")).await;
+        assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+        assert!(body["errors"][0]["pointer"].is_string(), "{query}: {body}");
+    }
+
+    // Unknown routes and methods.
+    let (status, headers, body) = app.get("/v2/nothing").await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    let (status, headers, body) = app.write("PATCH", "/v1/products", admin, &valid).await;
+    assert_problem(status, &headers, &body, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(headers.contains_key(header::ALLOW));
+}
+
+#[tokio::test]
+async fn operational_routes() {
+    let app = app().await;
+    for path in ["/livez", "/readyz"] {
+        let (status, headers, body) = app.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+        assert_eq!(body["status"], "pass");
+    }
+    let (status, _, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/v1/products/{id}"]["get"].is_object());
+    let res = app.router.clone().oneshot(Request::get("/docs/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res =
+        app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn real_port_session_and_graceful_shutdown() {
+    let settings = Settings::for_test("catalog", &kit::db::temp_sqlite_url("catalog-port"));
+    let app = shop_catalog::SERVICE.app(&settings).await.unwrap();
+    let token = app.keys.issue("admin-1", "admin@example.com", Role::Admin).unwrap();
+    let health = app.health.clone();
+    let server = app.bind().await.unwrap();
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    let (trigger, shutdown) = kit::server::Shutdown::manual();
+    let running = tokio::spawn(server.run(shutdown));
+
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let send = |req: Request<String>| {
+        let client = client.clone();
+        async move {
+            let res = client.request(req).await.unwrap();
+            let status = res.status();
+            let etag = res.headers().get(header::ETAG).cloned();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, etag, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+        }
+    };
+    let base = format!("http://{addr}");
+    let create = Request::post(format!("{base}/v1/products"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(product("LAMP-1", "Desk Lamp", "office", 2500))
+        .unwrap();
+    let (status, _, created) = send(create).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _, page) =
+        send(Request::get(format!("{base}/v1/products?q=lamp")).body(String::new()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"][0]["sku"], "LAMP-1");
+    let url = format!("{base}/v1/products/{}", created["id"].as_str().unwrap());
+    let (status, etag, _) = send(Request::get(&url).body(String::new()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) =
+        send(Request::get(&url).header(header::IF_NONE_MATCH, etag.unwrap()).body(String::new()).unwrap())
+            .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert!(health.is_draining());
+    assert!(client.request(Request::get(&url).body(String::new()).unwrap()).await.is_err());
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = kit::service::openapi_json(&shop_catalog::SERVICE).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../openapi/catalog.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/catalog.json is out of date with the code: run `cargo run --bin shop -- openapi` and commit it"
+    );
+}

@@ -1,0 +1,212 @@
+//! HS256 JWTs: [`JwtKeys::issue`] (users signs tokens at login) and the extractors every service uses
+//! to verify them: [`AuthUser`] (any role) and [`AdminUser`] (role `admin`).
+//!
+//! A missing, malformed, badly signed or expired token is a 401 problem with
+//! `WWW-Authenticate: Bearer …`; a valid token of the wrong role is a 403. The keys reach the
+//! extractors through request extensions ([`crate::server`] installs them), so any handler state works.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use http::header;
+use http::request::Parts;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// A user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Buys things.
+    Customer,
+    /// Manages the catalog, stock and users.
+    Admin,
+}
+
+/// The claims of a shop token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's role.
+    pub role: Role,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Signing and verifying keys for one secret; cheap to clone.
+#[derive(Clone)]
+pub struct JwtKeys(Arc<Keys>);
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKeys").field("secret", &"[redacted]").field("ttl", &self.0.ttl).finish()
+    }
+}
+
+impl JwtKeys {
+    /// Keys for `secret`; issued tokens live `ttl`.
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self(Arc::new(Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }))
+    }
+
+    /// Signs a token for user `sub`, valid for the keys' TTL.
+    pub fn issue(&self, sub: &str, email: &str, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let claims = Claims {
+            sub: sub.to_owned(),
+            email: email.to_owned(),
+            role,
+            iat: now,
+            exp: now + self.0.ttl.as_secs(),
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0.encoding)
+    }
+
+    /// Verifies `token`: signature, algorithm and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => ApiError::unauthorized("the token has expired"),
+                _ => ApiError::unauthorized("the token is invalid"),
+            })
+    }
+}
+
+/// An authenticated caller (any role).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthUser {
+    /// The user id (`sub`).
+    pub id: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's role.
+    pub role: Role,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let keys = parts.extensions.get::<JwtKeys>().ok_or_else(|| {
+            ApiError::internal("JwtKeys missing from request extensions (not served by kit::server)")
+        })?;
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let claims = keys.verify(token)?;
+        Ok(Self { id: claims.sub, email: claims.email, role: claims.role })
+    }
+}
+
+/// An authenticated caller with role `admin` (else 403).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminUser(pub AuthUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.role == Role::Admin {
+            Ok(Self(user))
+        } else {
+            Err(ApiError::forbidden("this operation needs the admin role"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::extract::FromRequestParts;
+    use http::{Request, StatusCode};
+
+    use super::{AdminUser, AuthUser, Claims, JwtKeys, Role};
+
+    async fn extract_admin(keys: &JwtKeys, auth: Option<&str>) -> Result<AdminUser, StatusCode> {
+        let mut req = Request::builder().uri("/");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let (mut parts, ()) = req.body(()).unwrap().into_parts();
+        parts.extensions.insert(keys.clone());
+        AdminUser::from_request_parts(&mut parts, &()).await.map_err(|e| {
+            if e.status() == StatusCode::UNAUTHORIZED {
+                assert!(e.problem().detail.is_some());
+            }
+            e.status()
+        })
+    }
+
+    #[tokio::test]
+    async fn issue_verify_and_roles() {
+        let keys = JwtKeys::new(b"secret", Duration::from_secs(60));
+        let admin = keys.issue("u1", "a@example.com", Role::Admin).unwrap();
+        let customer = keys.issue("u2", "c@example.com", Role::Customer).unwrap();
+        let user = extract_admin(&keys, Some(&format!("Bearer {admin}"))).await.unwrap();
+        assert_eq!(user.0, AuthUser { id: "u1".into(), email: "a@example.com".into(), role: Role::Admin });
+        assert_eq!(
+            extract_admin(&keys, Some(&format!("Bearer {customer}"))).await,
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(extract_admin(&keys, None).await, Err(StatusCode::UNAUTHORIZED));
+        assert_eq!(extract_admin(&keys, Some(&admin)).await, Err(StatusCode::UNAUTHORIZED));
+        let other = JwtKeys::new(b"other", Duration::from_secs(60))
+            .issue("u1", "a@example.com", Role::Admin)
+            .unwrap();
+        assert_eq!(
+            extract_admin(&keys, Some(&format!("Bearer {other}"))).await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        let expired = keys
+            .sign(&Claims {
+                sub: "u1".into(),
+                email: "a@example.com".into(),
+                role: Role::Admin,
+                iat: 1,
+                exp: 2,
+            })
+            .unwrap();
+        let err = keys.verify(&expired).unwrap_err();
+        assert_eq!(err.problem().detail.as_deref(), Some("the token has expired"));
+    }
+}

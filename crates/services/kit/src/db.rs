@@ -1,0 +1,167 @@
+//! Databases by URL: SQLite (default; WAL, 5 s busy timeout, foreign keys) or PostgreSQL, with
+//! migrations embedded in the binary.
+//!
+//! A service embeds its two migration folders and hides its SQL behind its own `Store` trait with one
+//! implementation per [`Db`] variant:
+//!
+//! ```ignore
+//! pub static MIGRATIONS: kit::db::Migrations = kit::db::Migrations {
+//!     sqlite: sqlx::migrate!("../../../migrations/catalog/sqlite"),
+//!     postgres: sqlx::migrate!("../../../migrations/catalog/postgres"),
+//! };
+//! ```
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// A service's migrations for each backend.
+#[derive(Debug)]
+pub struct Migrations {
+    /// `migrations/<service>/sqlite`.
+    pub sqlite: Migrator,
+    /// `migrations/<service>/postgres`.
+    pub postgres: Migrator,
+}
+
+/// A connection pool to the service's database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// SQLite (`sqlite:` URLs).
+    Sqlite(SqlitePool),
+    /// PostgreSQL (`postgres:`/`postgresql:` URLs).
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Connects to `url` with at most `max_connections`. For a SQLite file, its folder is created.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let acquire_timeout = Duration::from_secs(5);
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(acquire_timeout)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(acquire_timeout)
+                .connect(url)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(sqlx::Error::Configuration("the database URL must start with sqlite: or postgres:".into()))
+        }
+    }
+
+    /// Applies the migrations for this backend.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), MigrateError> {
+        match self {
+            Self::Sqlite(pool) => migrations.sqlite.run(pool).await,
+            Self::Postgres(pool) => migrations.postgres.run(pool).await,
+        }
+    }
+
+    /// `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// A fresh SQLite database file under the temp dir, for tests: `sqlite://…/shop-<label>-<uuid>.db?mode=rwc`.
+pub fn temp_sqlite_url(label: &str) -> String {
+    let path = std::env::temp_dir().join(format!("shop-{label}-{}.db", uuid::Uuid::new_v4()));
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// What a `Store` method fails with.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique constraint was violated (becomes 409); the text says which value.
+    Conflict(String),
+    /// Any other database failure (becomes 500; the cause is logged, never sent).
+    Database(sqlx::Error),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conflict(what) => write!(f, "conflict: {what}"),
+            Self::Database(err) => write!(f, "database error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Conflict(_) => None,
+            Self::Database(err) => Some(err),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Unique violations become [`StoreError::Conflict`] naming the constraint; the rest
+    /// [`StoreError::Database`].
+    fn from(err: sqlx::Error) -> Self {
+        match err.as_database_error() {
+            Some(db) if db.is_unique_violation() => Self::Conflict(
+                db.constraint().map_or_else(|| "a unique value is taken".to_owned(), str::to_owned),
+            ),
+            _ => Self::Database(err),
+        }
+    }
+}
+
+/// Creates a uniquely named PostgreSQL database on the server that `TEST_DATABASE_URL` (or
+/// `DATABASE_URL`) names and returns its URL, for tests that need a fresh schema. That URL must name a
+/// database the role can connect to (`postgres://shop:shop@127.0.0.1:5432/postgres`) and the role needs
+/// `CREATEDB`. `None` when neither variable is a `postgres:` URL.
+pub async fn temp_postgres_url() -> Option<Result<String, sqlx::Error>> {
+    let admin = std::env::var("TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")).ok()?;
+    if !admin.starts_with("postgres") {
+        return None;
+    }
+    Some(
+        async {
+            let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
+            let pool = PgPoolOptions::new().max_connections(1).connect(&admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
+            pool.close().await;
+            let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+            let base = base.rsplit_once('/').map_or(base, |(server, _db)| server);
+            Ok(match query {
+                Some(q) => format!("{base}/{name}?{q}"),
+                None => format!("{base}/{name}"),
+            })
+        }
+        .await,
+    )
+}

@@ -1,0 +1,31 @@
+//! Shared plumbing of the Palisade Shop services, written once and used by every service.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | typed settings: defaults → YAML at `CONFIG_PATH` → `SHOP__*` environment |
+//! | [`secret`] | [`Secret`](secret::Secret), redacted in `Debug` |
+//! | [`db`] | SQLite/PostgreSQL pools by URL, embedded migrations, [`StoreError`](db::StoreError) |
+//! | [`error`] | [`ApiError`](error::ApiError): RFC 9457 problem+json for every error |
+//! | [`extract`] | `Json`, `Path`, `Query` with problem+json rejections |
+//! | [`auth`] | HS256 JWTs: issue, and the `AuthUser`/`AdminUser` extractors |
+//! | [`rate_limit`] | keyed token-bucket limiter with bounded memory |
+//! | [`health`] | `/livez`, `/readyz` |
+//! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
+//! | [`server`] | the layered app, bind-first server, graceful shutdown |
+//! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
+//! | [`client`] | JSON client for a downstream behind the palisade client stack |
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod rate_limit;
+pub mod secret;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+
+pub use palisade::BoxError;

@@ -1,0 +1,46 @@
+//! Logging and the process's Prometheus recorder.
+//!
+//! [`init`] installs a `tracing-subscriber`: filter from `RUST_LOG` (default `info`), output pretty
+//! or JSON (`LOG_FORMAT=json`). Every line logged inside a request carries the palisade server
+//! span's fields, among them `trace_id`. Neither the kit nor palisade records request headers, so
+//! `Authorization` and cookies never reach the logs.
+//!
+//! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
+//! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
+//! histograms.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use palisade::metrics::DURATION_BUCKETS;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber (a second call does nothing).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _already_set = if json {
+        builder.json().with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The process's Prometheus handle; the first call installs the recorder.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), DURATION_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
