@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! shop all            every service, each on its own port with its own database (default)
-//! shop <service>      one service (catalog, …)
+//! shop <service>      one service (users, catalog, …)
 //! shop migrate        apply every service's migrations and exit
 //! shop openapi [dir]  write <dir>/<service>.json (default dir: openapi)
 //! ```
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use kit::service::{self, Service};
 
 /// Every implemented service; adding one is one line.
-const SERVICES: &[&Service] = &[&shop_catalog::SERVICE];
+const SERVICES: &[&Service] = &[&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE];
 
 #[tokio::main]
 async fn main() -> ExitCode {

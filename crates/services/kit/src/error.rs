@@ -106,6 +106,12 @@ impl ApiError {
         self
     }
 
+    /// Sets the per-item `errors` (e.g. the lines of a 409 that could not be served).
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.0.problem.errors = errors;
+        self
+    }
+
     /// 400 with `detail`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST).with_detail(detail)

@@ -1,0 +1,144 @@
+//! The inventory service (port 8083): stock per SKU and reservations against it.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/stock/{sku}` | public | `{sku, on_hand, reserved, available}` |
+//! | `PUT /v1/stock/{sku}` | admin | set `on_hand` (creates the SKU's row; never below `reserved`) |
+//! | `POST /v1/stock/{sku}/adjustments` | admin | add a signed `delta` to `on_hand` |
+//! | `POST /v1/reservations` | admin | reserve every line for an order, or none; idempotent per `order_id` |
+//! | `GET /v1/reservations/{id}` | admin | one reservation |
+//! | `POST /v1/reservations/{id}/commit` | admin | reserved units leave `on_hand` for good |
+//! | `DELETE /v1/reservations/{id}` | admin | release: the units are available again (repeatable) |
+//!
+//! Reservations are called by the orders service with an admin token: there is no separate
+//! `service` role yet (adding one to `kit::auth::Role` would break exhaustive matches elsewhere).
+//!
+//! Pending reservations expire `reservation_ttl_secs` after they are made: see [`expiry`].
+//! Overselling is prevented in the [`store`] (see its docs for the SQL and the locking).
+//!
+//! Settings (under `inventory:`, env `SHOP__INVENTORY__*`), besides the kit's per-service keys:
+//! see [`InventoryConfig`].
+
+pub mod api;
+pub mod expiry;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::db::Migrations;
+use kit::error::{FieldError, Problem};
+use kit::service::{Context, RoutesFuture, Service};
+use serde::{Deserialize, Serialize};
+use utoipa::Modify;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::AppState;
+use crate::expiry::Sweeper;
+
+/// The inventory, for the `shop` binary.
+pub static SERVICE: Service =
+    Service { name: "inventory", default_port: 8083, migrations: &MIGRATIONS, openapi, routes };
+
+/// The inventory's embedded migrations.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("../../../migrations/inventory/sqlite"),
+    postgres: sqlx::migrate!("../../../migrations/inventory/postgres"),
+};
+
+/// The inventory's own settings (`inventory.*`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct InventoryConfig {
+    /// How long a reservation holds stock unless committed (default 900 s; at least 1).
+    pub reservation_ttl_secs: u64,
+    /// How often the expiry sweep runs (default 5000 ms; at least 10).
+    pub expiry_interval_ms: u64,
+    /// Reservations expired per sweep query (default 100).
+    pub expiry_batch: u32,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self { reservation_ttl_secs: 900, expiry_interval_ms: 5_000, expiry_batch: 100 }
+    }
+}
+
+impl InventoryConfig {
+    /// Rejects values that cannot work.
+    pub fn validate(&self) -> Result<(), kit::BoxError> {
+        if self.reservation_ttl_secs == 0 {
+            return Err("inventory.reservation_ttl_secs must be at least 1".into());
+        }
+        if self.expiry_interval_ms < 10 {
+            return Err("inventory.expiry_interval_ms must be at least 10".into());
+        }
+        if self.expiry_batch == 0 {
+            return Err("inventory.expiry_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade Shop inventory",
+        description = "Stock per SKU and reservations for orders. Errors are RFC 9457 problem documents. \
+                       Reservations expire unless committed within the configured TTL."
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "stock", description = "Stock per SKU"),
+        (name = "reservations", description = "Stock held for orders: reserve, commit, release"),
+    ),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+/// The inventory's OpenAPI document.
+pub fn openapi() -> OpenApi {
+    let (_, paths) = api::router().split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
+    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
+    doc
+}
+
+fn routes(context: Context) -> RoutesFuture {
+    Box::pin(async move {
+        let config: InventoryConfig = context.settings.extract("inventory")?;
+        config.validate()?;
+        let store = store::for_db(&context.db);
+        let sweeper = Sweeper::spawn(
+            store.clone(),
+            &context.db,
+            Duration::from_millis(config.expiry_interval_ms),
+            config.expiry_batch,
+        );
+        let state = AppState {
+            store,
+            reservation_ttl: Duration::from_secs(config.reservation_ttl_secs),
+            sweeper: Arc::new(sweeper),
+        };
+        let (router, _) = api::router().split_for_parts();
+        Ok(router.with_state(state))
+    })
+}

@@ -1,0 +1,212 @@
+//! The inventory's persistence, behind [`Store`]: one implementation per database.
+//!
+//! Both implementations run the same SQL (`$n` placeholders work on SQLite too) from one macro in
+//! `store/sql.rs`, so the transaction logic that prevents overselling exists once. What differs:
+//!
+//! - SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the database's write lock up
+//!   front (waiting up to the kit's 5 s busy timeout). A deferred transaction that reads and then
+//!   writes can fail with `SQLITE_BUSY` at the upgrade, which the busy timeout does not cover.
+//! - PostgreSQL: `READ COMMITTED`; a reservation row is locked with `SELECT … FOR UPDATE` before its
+//!   status changes; conditional `UPDATE`s re-check their `WHERE` after waiting for a row lock.
+//!
+//! Overselling is prevented by `UPDATE stock SET reserved = reserved + q WHERE sku = ? AND
+//! on_hand - reserved >= q` and its `rows_affected`, inside one transaction per reservation, plus
+//! the table's `CHECK (reserved <= on_hand)`. Stock rows are always updated in SKU order, so two
+//! transactions never wait on each other in a cycle.
+
+#[macro_use]
+mod sql;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use kit::db::{Db, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
+
+pub use self::postgres::PgStore;
+pub use self::sqlite::SqliteStore;
+
+/// What a store method returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The result of [`Store::reserve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Every line was reserved: a new reservation.
+    Created(Reservation),
+    /// The order already has a reservation with the same lines: that one (nothing changed).
+    Replayed(Reservation),
+    /// The order already has a reservation with different lines (nothing changed).
+    OrderIdTaken(Reservation),
+    /// These lines name SKUs without stock rows (nothing reserved).
+    UnknownSkus(Vec<LineRef>),
+    /// These lines ask for more than is available (nothing reserved).
+    Insufficient(Vec<Shortage>),
+}
+
+/// A line of the request, by position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineRef {
+    /// Index into the request's `lines`.
+    pub index: usize,
+    /// Its SKU.
+    pub sku: String,
+}
+
+/// A line that could not be reserved for lack of stock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortage {
+    /// The line.
+    pub line: LineRef,
+    /// Units asked for.
+    pub requested: i64,
+    /// Units available when the reservation was attempted.
+    pub available: i64,
+}
+
+/// What a status change of a reservation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The reservation changed now: the returned state.
+    Done(Reservation),
+    /// It already was in the requested state (or, for a release, already gave its stock back).
+    AlreadyDone(Reservation),
+    /// Its state does not allow the change (committing a released or expired reservation,
+    /// releasing a committed one). It may have just expired: its stock is back.
+    Refused(Reservation),
+    /// No reservation with that id.
+    NotFound,
+}
+
+/// A requested status change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Reserved units leave on-hand for good.
+    Commit,
+    /// Reserved units go back to available.
+    Release,
+    /// Like release, because the reservation is past `expires_at` (no-op otherwise).
+    Expire,
+}
+
+impl Action {
+    /// Whether a reservation in `status` satisfies the action.
+    const fn settled_by(self, status: ReservationStatus) -> bool {
+        matches!(
+            (self, status),
+            (Self::Commit, ReservationStatus::Committed)
+                | (Self::Release, ReservationStatus::Released | ReservationStatus::Expired)
+                | (Self::Expire, ReservationStatus::Expired)
+        )
+    }
+}
+
+/// Stock and reservation persistence. Every method takes `now` so expiry is testable.
+pub trait Store: Send + Sync + 'static {
+    /// The stock of `sku`.
+    fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>>;
+    /// Sets `on_hand` (creating the row when absent: `true`). [`StoreError::Conflict`] when that
+    /// is less than what is reserved.
+    fn set_stock<'a>(
+        &'a self,
+        sku: &'a str,
+        on_hand: i64,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, StoreResult<(Stock, bool)>>;
+    /// Adds `delta` to `on_hand`; `None` when the SKU has no stock row. [`StoreError::Conflict`]
+    /// when the result would be below what is reserved or above [`crate::model::MAX_ON_HAND`].
+    fn adjust_stock<'a>(
+        &'a self,
+        sku: &'a str,
+        delta: i64,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, StoreResult<Option<Stock>>>;
+    /// Reserves every line of a validated `request` or none, idempotently per `order_id`; the
+    /// reservation expires `ttl` after `now`.
+    fn reserve<'a>(
+        &'a self,
+        request: &'a ReservationRequest,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> BoxFuture<'a, StoreResult<ReserveOutcome>>;
+    /// The reservation `id`; one past its deadline is expired first (its stock given back).
+    fn reservation(&self, id: Uuid, now: OffsetDateTime) -> BoxFuture<'_, StoreResult<Option<Reservation>>>;
+    /// Commits, releases or expires reservation `id` (see [`Transition`]). A pending reservation
+    /// past its deadline expires instead of committing.
+    fn transition(
+        &self,
+        id: Uuid,
+        action: Action,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'_, StoreResult<Transition>>;
+    /// Expires up to `limit` pending reservations whose deadline is at or before `now`, giving
+    /// their stock back; returns how many.
+    fn expire_due(&self, now: OffsetDateTime, limit: u32) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// The store for `db`.
+pub fn for_db(db: &Db) -> Arc<dyn Store> {
+    match db {
+        Db::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Db::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+    }
+}
+
+/// A row of `reservations`, shared by both backends.
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: Uuid,
+    order_id: String,
+    status: String,
+    created_at: i64,
+    expires_at: i64,
+    updated_at: i64,
+}
+
+const RESERVATION_COLUMNS: &str = "id, order_id, status, created_at, expires_at, updated_at";
+
+impl ReservationRow {
+    fn into_reservation(self, lines: Vec<ReservationLine>) -> StoreResult<Reservation> {
+        let status = ReservationStatus::parse(&self.status).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Decode(
+                format!("unknown reservation status {}", self.status).into(),
+            ))
+        })?;
+        Ok(Reservation {
+            id: self.id,
+            order_id: self.order_id,
+            status,
+            lines,
+            created_at: from_ms(self.created_at),
+            expires_at: from_ms(self.expires_at),
+            updated_at: from_ms(self.updated_at),
+        })
+    }
+}
+
+/// Unix epoch milliseconds (how both databases store times).
+fn to_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The message of a `set_stock` refused because of reservations.
+fn below_reserved(sku: &str, on_hand: i64, reserved: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "SKU {sku} has {reserved} units reserved: on_hand cannot be set to {on_hand}, below that"
+    ))
+}

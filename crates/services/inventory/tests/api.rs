@@ -1,0 +1,494 @@
+//! The inventory's HTTP API: in-process (`Router::oneshot`) with the full kit stack, over a real
+//! port (including the overselling test on SQLite and PostgreSQL), expiry, and the committed
+//! OpenAPI file.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use figment::Figment;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use kit::auth::{JwtKeys, Role};
+use kit::config::Settings;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    keys: JwtKeys,
+}
+
+/// Settings for a test: port 0, a fresh SQLite file, extra `inventory.*` keys.
+fn settings(database_url: &str, extra: &[(&str, u64)]) -> Settings {
+    let mut figment = Figment::new()
+        .merge(("inventory.port", 0))
+        .merge(("inventory.database_url", database_url))
+        .merge(("jwt_secret", "test-secret-test-secret-test-secret"));
+    for (key, value) in extra {
+        figment = figment.merge((format!("inventory.{key}"), *value));
+    }
+    Settings::from_figment(figment)
+}
+
+async fn app_with(extra: &[(&str, u64)]) -> TestApp {
+    let settings = settings(&kit::db::temp_sqlite_url("inventory-api"), extra);
+    let app = shop_inventory::SERVICE.app(&settings).await.expect("app");
+    TestApp { router: app.router, keys: app.keys }
+}
+
+async fn app() -> TestApp {
+    app_with(&[]).await
+}
+
+impl TestApp {
+    fn token(&self, role: Role) -> String {
+        self.keys.issue("user-1", "someone@example.com", role).unwrap()
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        (parts.status, parts.headers, value)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        role: Option<Role>,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(role) = role {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token(role)));
+        }
+        let req = match body {
+            Some(body) => {
+                req.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string()))
+            }
+            None => req.body(Body::empty()),
+        };
+        self.send(req.unwrap()).await
+    }
+
+    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
+        self.call(method, uri, Some(Role::Admin), body).await
+    }
+
+    async fn stock(&self, sku: &str) -> Value {
+        let (status, _, body) = self.call("GET", &format!("/v1/stock/{sku}"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn set_stock(&self, sku: &str, on_hand: i64) {
+        let (status, _, body) =
+            self.admin("PUT", &format!("/v1/stock/{sku}"), Some(json!({ "on_hand": on_hand }))).await;
+        assert!(status.is_success(), "{body}");
+    }
+}
+
+fn assert_problem(status: StatusCode, headers: &HeaderMap, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["status"], expected.as_u16());
+    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
+    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
+    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+}
+
+fn reservation(order_id: &str, lines: &[(&str, i64)]) -> Value {
+    let lines: Vec<Value> =
+        lines.iter().map(|(sku, quantity)| json!({ "sku": sku, "quantity": quantity })).collect();
+    json!({ "order_id": order_id, "lines": lines })
+}
+
+#[tokio::test]
+async fn stock_set_read_adjust() {
+    let app = app().await;
+    let (status, headers, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 10 }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers[header::LOCATION], "/v1/stock/MUG-1");
+    assert_eq!(body, json!({ "sku": "MUG-1", "on_hand": 10, "reserved": 0, "available": 10 }));
+    let (status, _, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 8 }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.stock("MUG-1").await,
+        json!({ "sku": "MUG-1", "on_hand": 8, "reserved": 0, "available": 8 })
+    );
+
+    let (status, _, body) =
+        app.admin("POST", "/v1/stock/MUG-1/adjustments", Some(json!({ "delta": 5 }))).await;
+    assert_eq!((status, &body["on_hand"]), (StatusCode::OK, &json!(13)));
+    let (status, _, body) =
+        app.admin("POST", "/v1/stock/MUG-1/adjustments", Some(json!({ "delta": -3 }))).await;
+    assert_eq!((status, &body["available"]), (StatusCode::OK, &json!(10)));
+
+    // Never below what is reserved: 409, and nothing changes.
+    let (status, _, _) =
+        app.admin("POST", "/v1/reservations", Some(reservation("o-1", &[("MUG-1", 4)]))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, headers, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 3 }))).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert!(body["detail"].as_str().unwrap().contains("4 units reserved"), "{body}");
+    let (status, headers, body) =
+        app.admin("POST", "/v1/stock/MUG-1/adjustments", Some(json!({ "delta": -7 }))).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(
+        app.stock("MUG-1").await,
+        json!({ "sku": "MUG-1", "on_hand": 10, "reserved": 4, "available": 6 })
+    );
+
+    let (status, headers, body) = app.call("GET", "/v1/stock/NOPE", None, None).await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    let (status, headers, body) =
+        app.admin("POST", "/v1/stock/NOPE/adjustments", Some(json!({ "delta": 1 }))).await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reservations_reserve_commit_release() {
+    let app = app().await;
+    app.set_stock("A", 10).await;
+    app.set_stock("B", 2).await;
+
+    // Reserve; the same request again is the same reservation (200).
+    let req = reservation("order-1", &[("A", 3), ("B", 1)]);
+    let (status, headers, first) = app.admin("POST", "/v1/reservations", Some(req.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/v1/reservations/{id}").as_str());
+    assert_eq!(first["status"], "reserved");
+    assert_eq!(first["lines"], req["lines"]);
+    let (status, _, again) = app.admin("POST", "/v1/reservations", Some(req.clone())).await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    let (status, headers, body) =
+        app.admin("POST", "/v1/reservations", Some(reservation("order-1", &[("A", 4)]))).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(body["type"], "https://palisade.dev/problems/order-id-taken");
+    assert_eq!(app.stock("A").await["reserved"], 3);
+
+    // All or nothing: B has 1 left; the problem names the short line's SKU.
+    let (status, headers, body) =
+        app.admin("POST", "/v1/reservations", Some(reservation("order-2", &[("A", 1), ("B", 2)]))).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(body["type"], "https://palisade.dev/problems/insufficient-stock");
+    assert!(body["detail"].as_str().unwrap().contains('B'), "{body}");
+    assert_eq!(
+        body["errors"],
+        json!([{ "pointer": "#/lines/1/quantity", "detail": "SKU B: requested 2, available 1" }])
+    );
+    assert_eq!(app.stock("A").await["reserved"], 3, "nothing reserved");
+    // Unknown SKU: 422 naming the line.
+    let (status, headers, body) =
+        app.admin("POST", "/v1/reservations", Some(reservation("order-2", &[("A", 1), ("GHOST", 1)]))).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["pointer"], "#/lines/1/sku");
+
+    // Commit: units leave on-hand; again is harmless; release after commit is refused.
+    let (status, _, got) = app.admin("GET", &format!("/v1/reservations/{id}"), None).await;
+    assert_eq!((status, &got), (StatusCode::OK, &first));
+    let (status, _, committed) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+    assert_eq!((status, &committed["status"]), (StatusCode::OK, &json!("committed")));
+    assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 7, "reserved": 0, "available": 7 }));
+    assert_eq!(app.stock("B").await, json!({ "sku": "B", "on_hand": 1, "reserved": 0, "available": 1 }));
+    let (status, _, _) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, body) = app.admin("DELETE", &format!("/v1/reservations/{id}"), None).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(body["type"], "https://palisade.dev/problems/reservation-state");
+
+    // Release: units are available again; twice is harmless; commit after release is refused.
+    let (_, _, second) =
+        app.admin("POST", "/v1/reservations", Some(reservation("order-3", &[("A", 7)]))).await;
+    let id = second["id"].as_str().unwrap();
+    assert_eq!(app.stock("A").await["available"], 0);
+    for _ in 0..2 {
+        let (status, _, released) = app.admin("DELETE", &format!("/v1/reservations/{id}"), None).await;
+        assert_eq!((status, &released["status"]), (StatusCode::OK, &json!("released")));
+        assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 7, "reserved": 0, "available": 7 }));
+    }
+    let (status, headers, body) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+
+    let unknown = "6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11";
+    for (method, uri) in [
+        ("GET", format!("/v1/reservations/{unknown}")),
+        ("POST", format!("/v1/reservations/{unknown}/commit")),
+        ("DELETE", format!("/v1/reservations/{unknown}")),
+    ] {
+        let (status, headers, body) = app.admin(method, &uri, None).await;
+        assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_problem_json() {
+    let app = app().await;
+    app.set_stock("A", 1).await;
+    let id = "6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11";
+    let admin_routes = [
+        ("PUT", "/v1/stock/A".to_owned(), Some(json!({ "on_hand": 1 }))),
+        ("POST", "/v1/stock/A/adjustments".to_owned(), Some(json!({ "delta": 1 }))),
+        ("POST", "/v1/reservations".to_owned(), Some(reservation("o", &[("A", 1)]))),
+        ("GET", format!("/v1/reservations/{id}"), None),
+        ("POST", format!("/v1/reservations/{id}/commit"), None),
+        ("DELETE", format!("/v1/reservations/{id}"), None),
+    ];
+    for (method, uri, body) in &admin_routes {
+        let (status, headers, problem) = app.call(method, uri, None, body.clone()).await;
+        assert_problem(status, &headers, &problem, StatusCode::UNAUTHORIZED);
+        assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+        let (status, headers, problem) = app.call(method, uri, Some(Role::Customer), body.clone()).await;
+        assert_problem(status, &headers, &problem, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.stock("A").await["on_hand"], 1, "nothing changed");
+
+    // Malformed SKUs and ids in the path: 400.
+    for uri in ["/v1/stock/MUG%201", "/v1/stock/%C3%A9", &format!("/v1/stock/{}", "x".repeat(65))] {
+        let (status, headers, body) = app.call("GET", uri, None, None).await;
+        assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0]["pointer"], "sku", "{uri}");
+    }
+    let (status, headers, body) = app.admin("PUT", "/v1/stock/a%20b", Some(json!({ "on_hand": 1 }))).await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    let (status, headers, body) = app.admin("POST", "/v1/reservations/not-a-uuid/commit", None).await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+
+    // Bodies: invalid values 422 with pointers, wrong shapes 422, not JSON 400, no content type 415.
+    let cases = [
+        ("PUT", "/v1/stock/A", json!({ "on_hand": -1 }), "#/on_hand"),
+        ("PUT", "/v1/stock/A", json!({ "on_hand": "ten" }), "#/on_hand"),
+        ("PUT", "/v1/stock/A", json!({}), "#"),
+        ("POST", "/v1/stock/A/adjustments", json!({ "delta": 0 }), "#/delta"),
+        ("POST", "/v1/reservations", json!({ "order_id": "o", "lines": [] }), "#/lines"),
+        ("POST", "/v1/reservations", reservation("o", &[("A", 0)]), "#/lines/0/quantity"),
+        ("POST", "/v1/reservations", reservation("o o", &[("A", 1)]), "#/order_id"),
+        ("POST", "/v1/reservations", reservation("o", &[("A", 1), ("A", 1)]), "#/lines/1/sku"),
+        ("POST", "/v1/reservations", reservation("o", &[("bad sku", 1)]), "#/lines/0/sku"),
+    ];
+    for (method, uri, body, pointer) in cases {
+        let (status, headers, problem) = app.admin(method, uri, Some(body.clone())).await;
+        assert_problem(status, &headers, &problem, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{body}");
+    }
+    let req = Request::put("/v1/stock/A")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token(Role::Admin)))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"));
+    let (status, headers, body) = app.send(req.unwrap()).await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    let req = Request::put("/v1/stock/A")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token(Role::Admin)))
+        .body(Body::from(r#"{"on_hand":1}"#));
+    let (status, headers, body) = app.send(req.unwrap()).await;
+    assert_problem(status, &headers, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let lines: Vec<Value> = (0..3000).map(|i| json!({ "sku": format!("SKU-{i}"), "quantity": 1 })).collect();
+    let (status, headers, body) =
+        app.admin("POST", "/v1/reservations", Some(json!({ "order_id": "o", "lines": lines }))).await;
+    assert_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, headers, body) = app.admin("PATCH", "/v1/stock/A", Some(json!({ "on_hand": 1 }))).await;
+    assert_problem(status, &headers, &body, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.stock("A").await["on_hand"], 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn operational_routes() {
+    let app = app().await;
+    for path in ["/livez", "/readyz"] {
+        let (status, headers, body) = app.call("GET", path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+        assert_eq!(body["status"], "pass");
+    }
+    let (status, _, doc) = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/v1/reservations/{id}/commit"]["post"].is_object());
+    let res = app.router.clone().oneshot(Request::get("/docs/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Polls `check` every 50 ms until it holds, for at most 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn the_sweep_expires_reservations_and_returns_stock() {
+    let app = app_with(&[("reservation_ttl_secs", 1), ("expiry_interval_ms", 50)]).await;
+    app.set_stock("A", 5).await;
+    let (status, _, r) = app.admin("POST", "/v1/reservations", Some(reservation("o-1", &[("A", 2)]))).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(app.stock("A").await["reserved"], 2);
+    // `GET /v1/stock` never expires anything itself: only the sweep can bring `reserved` back.
+    eventually("the sweep returned the stock", || async { app.stock("A").await["reserved"] == 0 }).await;
+    let id = r["id"].as_str().unwrap();
+    let (_, _, got) = app.admin("GET", &format!("/v1/reservations/{id}"), None).await;
+    assert_eq!(got["status"], "expired");
+    let (status, headers, body) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
+    assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 5, "reserved": 0, "available": 5 }));
+}
+
+#[tokio::test]
+async fn commit_checks_expiry_itself() {
+    // The sweep runs once an hour here: only the lazy check can expire the reservation.
+    let app = app_with(&[("reservation_ttl_secs", 1), ("expiry_interval_ms", 3_600_000)]).await;
+    app.set_stock("A", 5).await;
+    let (_, _, r) = app.admin("POST", "/v1/reservations", Some(reservation("o-1", &[("A", 2)]))).await;
+    let id = r["id"].as_str().unwrap();
+    let expires_at = time::OffsetDateTime::parse(
+        r["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = expires_at - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
+    tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+    assert_eq!(app.stock("A").await["reserved"], 2, "not swept yet");
+    let (status, headers, body) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
+    assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 5, "reserved": 0, "available": 5 }));
+}
+
+/// A running server on a real port, and an HTTP client for it.
+struct Running {
+    base: String,
+    token: String,
+    trigger: kit::server::ShutdownTrigger,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, String>,
+}
+
+impl Running {
+    async fn start(settings: &Settings) -> Self {
+        let app = shop_inventory::SERVICE.app(settings).await.expect("app");
+        let token = app.keys.issue("orders-service", "orders@example.com", Role::Admin).unwrap();
+        let server = app.bind().await.unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let (trigger, shutdown) = kit::server::Shutdown::manual();
+        let task = tokio::spawn(server.run(shutdown));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Self { base, token, trigger, task, client }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(body.map(Value::to_string).unwrap_or_default()).unwrap();
+        let res = self.client.request(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// 50 concurrent reservations of one unit each, distinct orders, at 10 units: exactly 10 win.
+async fn no_overselling(database_url: &str) {
+    let server = std::sync::Arc::new(Running::start(&settings(database_url, &[])).await);
+    let (status, _) = server.send("PUT", "/v1/stock/HOT-1", Some(&json!({ "on_hand": 10 }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                server
+                    .send(
+                        "POST",
+                        "/v1/reservations",
+                        Some(&reservation(&format!("order-{i}"), &[("HOT-1", 1)])),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let (mut won, mut lost) = (0, 0);
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status {
+            StatusCode::CREATED => won += 1,
+            StatusCode::CONFLICT => {
+                assert_eq!(body["type"], "https://palisade.dev/problems/insufficient-stock", "{body}");
+                lost += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((won, lost), (10, 40));
+    let (status, stock) = server.send("GET", "/v1/stock/HOT-1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stock, json!({ "sku": "HOT-1", "on_hand": 10, "reserved": 10, "available": 0 }));
+    std::sync::Arc::into_inner(server).expect("every request finished").stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overselling_over_http_on_sqlite() {
+    no_overselling(&kit::db::temp_sqlite_url("inventory-oversell")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overselling_over_http_on_postgres() {
+    match kit::db::temp_postgres_url().await {
+        Some(url) => no_overselling(&url.expect("create a test database")).await,
+        None => {
+            eprintln!("note: TEST_DATABASE_URL is not a postgres URL; PostgreSQL overselling test skipped");
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_port_session_and_graceful_shutdown() {
+    let server = Running::start(&settings(&kit::db::temp_sqlite_url("inventory-port"), &[])).await;
+    assert_eq!(
+        server.send("PUT", "/v1/stock/LAMP-1", Some(&json!({ "on_hand": 3 }))).await.0,
+        StatusCode::CREATED
+    );
+    let (status, r) =
+        server.send("POST", "/v1/reservations", Some(&reservation("o-1", &[("LAMP-1", 2)]))).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.send("POST", &format!("/v1/reservations/{id}/commit"), None).await.0, StatusCode::OK);
+    let (_, stock) = server.send("GET", "/v1/stock/LAMP-1", None).await;
+    assert_eq!(stock, json!({ "sku": "LAMP-1", "on_hand": 1, "reserved": 0, "available": 1 }));
+    let url = format!("{}/v1/stock/LAMP-1", server.base);
+    let client = server.client.clone();
+    server.stop().await;
+    assert!(client.request(Request::get(&url).body(String::new()).unwrap()).await.is_err());
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = kit::service::openapi_json(&shop_inventory::SERVICE).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../openapi/inventory.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/inventory.json is out of date with the code: run `cargo run --bin shop -- openapi` and commit it"
+    );
+}

@@ -1,0 +1,273 @@
+//! The `/v1/users` and `/v1/sessions` handlers.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kit::auth::{AdminUser, AuthUser, JwtKeys, Role};
+use kit::error::{ApiError, Problem};
+use kit::extract::{ClientIp, Json, Path, Query};
+use kit::rate_limit::RateLimiter;
+use kit::secret::Secret;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::model::{
+    ListQuery, LoginRequest, MAX_EMAIL_CHARS, RegisterRequest, TokenResponse, UpdateMeRequest, User,
+    UserPage, normalize_email,
+};
+use crate::password::Hasher;
+use crate::store::{Account, AccountChanges, NewAccount, Store};
+
+/// Handler state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The accounts.
+    pub store: Arc<dyn Store>,
+    /// argon2id hashing.
+    pub hasher: Hasher,
+    /// Signs the tokens issued at login.
+    pub keys: JwtKeys,
+    /// Lifetime of those tokens, in seconds (`expires_in`).
+    pub token_ttl_secs: u64,
+    /// Password attempts per account.
+    pub per_account: Arc<RateLimiter>,
+    /// Login attempts per client address.
+    pub per_address: Arc<RateLimiter>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("hasher", &self.hasher)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes, with their OpenAPI operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register, list_users))
+        .routes(routes!(get_me, update_me))
+        .routes(routes!(get_user))
+        .routes(routes!(login))
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+/// The one answer to a failed login, whether the email is unknown or the password wrong.
+fn invalid_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED)
+        .with_type("https://palisade.dev/problems/invalid-credentials", "Invalid credentials")
+        .with_detail("the email or password is wrong")
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shop\""))
+}
+
+fn account_gone() -> ApiError {
+    ApiError::unauthorized("the token's account no longer exists")
+}
+
+/// The rate-limit key of an account: its normalised email, bounded in length.
+fn account_key(email: &str) -> String {
+    normalize_email(email).chars().take(MAX_EMAIL_CHARS).collect()
+}
+
+/// The caller's account (401 when the token names none).
+async fn current_account(state: &AppState, user: &AuthUser) -> Result<Account, ApiError> {
+    let id = Uuid::parse_str(&user.id).map_err(|_| account_gone())?;
+    state.store.get(id).await?.ok_or_else(account_gone)
+}
+
+/// Register an account (role `customer`).
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = User,
+            headers(("Location" = String, description = "The account's URL"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The email is taken", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields, one entry in `errors` each", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn register(
+    State(state): State<AppState>,
+    Json(input): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let (email, display_name) = input.validate().map_err(ApiError::validation)?;
+    let password_hash =
+        Secret::new(state.hasher.hash(input.password.expose()).await.map_err(ApiError::internal)?);
+    let account = NewAccount { email, password_hash, display_name, role: Role::Customer };
+    let user = User::from(state.store.create(&account).await?);
+    tracing::info!(user_id = %user.id, "user registered");
+    let location = HeaderValue::from_str(&format!("/v1/users/{}", user.id)).map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(user)).into_response())
+}
+
+/// Log in: exchange an email and password for a bearer token.
+///
+/// A wrong password and an unknown email get the same answer. Attempts are limited per account and
+/// per client address; a successful login clears its account's count.
+#[utoipa::path(
+    post, path = "/v1/sessions", tag = "sessions",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "A field is missing or of the wrong type", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many attempts for this account or from this address", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(input): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(ip) = ip {
+        state.per_address.check(&ip.to_string()).map_err(ApiError::too_many_requests)?;
+    }
+    let key = account_key(&input.email);
+    state.per_account.check(&key).map_err(ApiError::too_many_requests)?;
+    let password = input.password.expose();
+    let account = state.store.find_by_email(&key).await?;
+    let verified = match &account {
+        Some(account) => state.hasher.verify(password, account.password_hash.expose()).await,
+        None => state.hasher.verify_unknown(password).await,
+    }
+    .map_err(ApiError::internal)?;
+    let Some(account) = account.filter(|_| verified) else {
+        return Err(invalid_credentials());
+    };
+    state.per_account.reset(&key);
+    let access_token = state
+        .keys
+        .issue(&account.id.to_string(), &account.email, account.role)
+        .map_err(ApiError::internal)?;
+    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: state.token_ttl_secs };
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+}
+
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/v1/users/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = User),
+        (status = 401, description = "Missing, invalid or expired token, or the account is gone", body = Problem,
+            content_type = PROBLEM, headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+    )
+)]
+async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>, ApiError> {
+    Ok(Json(current_account(&state, &user).await?.into()))
+}
+
+/// Change the caller's display name or password (the password needs `current_password`).
+#[utoipa::path(
+    patch, path = "/v1/users/me", tag = "users",
+    request_body(content = UpdateMeRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token, or the account is gone", body = Problem,
+            content_type = PROBLEM, headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "`current_password` is wrong", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields, one entry in `errors` each", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many password attempts for this account", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn update_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(input): Json<UpdateMeRequest>,
+) -> Result<Json<User>, ApiError> {
+    let update = input.validate().map_err(ApiError::validation)?;
+    let account = current_account(&state, &user).await?;
+    let mut changes = AccountChanges { display_name: update.display_name, password_hash: None };
+    if let Some((new, current)) = update.password_change {
+        // The current password is a password guess like a login: same per-account limit.
+        let key = account_key(&account.email);
+        state.per_account.check(&key).map_err(ApiError::too_many_requests)?;
+        let verified = state
+            .hasher
+            .verify(current.expose(), account.password_hash.expose())
+            .await
+            .map_err(ApiError::internal)?;
+        if !verified {
+            return Err(ApiError::forbidden("the current password is wrong"));
+        }
+        state.per_account.reset(&key);
+        changes.password_hash =
+            Some(Secret::new(state.hasher.hash(new.expose()).await.map_err(ApiError::internal)?));
+    }
+    let updated = state.store.update(account.id, &changes).await?.ok_or_else(account_gone)?;
+    Ok(Json(updated.into()))
+}
+
+/// One account (admins: any; others: their own).
+#[utoipa::path(
+    get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = Uuid, Path, description = "Account id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = User),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Another user's account, and not an admin", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "No such account", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn get_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    if user.role != Role::Admin && user.id != id.to_string() {
+        return Err(ApiError::forbidden("only admins may read other users' accounts"));
+    }
+    let account =
+        state.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    Ok(Json(account.into()))
+}
+
+/// List accounts, oldest first (admin).
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = UserPage),
+        (status = 400, description = "Invalid query parameters", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    let (limit, offset) = query.validate().map_err(ApiError::invalid_params)?;
+    // One more row tells whether there is a next page.
+    let mut accounts = state.store.list(limit + 1, offset).await?;
+    let next_offset = (accounts.len() > limit as usize).then(|| offset + u64::from(limit));
+    accounts.truncate(limit as usize);
+    let items = accounts.into_iter().map(User::from).collect();
+    Ok(Json(UserPage { items, limit, offset, next_offset }))
+}

@@ -1,0 +1,112 @@
+//! The users service (port 8081): accounts, argon2id password hashes, and the JWTs every service
+//! verifies.
+//!
+//! Public: `POST /v1/users` (register) and `POST /v1/sessions` (log in → bearer token, rate-limited
+//! per account and per client address). Authenticated: `GET`/`PATCH /v1/users/me`,
+//! `GET /v1/users/{id}` (self or admin). Admin: `GET /v1/users` (paging). At start, an admin account
+//! is created from configuration when none exists ([`bootstrap`]).
+//!
+//! Layout as in the catalog: [`model`] (API types and validation), [`store`] (a `Store` trait, one
+//! implementation per database), [`api`] (handlers with their OpenAPI annotations), plus
+//! [`password`] (argon2id off the async runtime) and [`config`] (`users.*` settings).
+
+pub mod api;
+pub mod bootstrap;
+pub mod config;
+pub mod model;
+pub mod password;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::auth::JwtKeys;
+use kit::db::Migrations;
+use kit::error::{FieldError, Problem};
+use kit::service::{Context, RoutesFuture, Service};
+use utoipa::Modify;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::AppState;
+use crate::config::UsersConfig;
+use crate::password::Hasher;
+
+/// The users service, for the `shop` binary.
+pub static SERVICE: Service =
+    Service { name: "users", default_port: 8081, migrations: &MIGRATIONS, openapi, routes };
+
+/// The users service's embedded migrations.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("../../../migrations/users/sqlite"),
+    postgres: sqlx::migrate!("../../../migrations/users/postgres"),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade Shop users",
+        description = "Accounts and login. Log in with `POST /v1/sessions` and send the token as \
+                       `Authorization: Bearer <token>`. Errors are RFC 9457 problem documents."
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "users", description = "Accounts"),
+        (name = "sessions", description = "Logging in"),
+    ),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+/// The users service's OpenAPI document.
+pub fn openapi() -> OpenApi {
+    let (_, paths) = api::router().split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
+    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
+    doc
+}
+
+fn routes(context: Context) -> RoutesFuture {
+    Box::pin(async move {
+        let config: UsersConfig = context.settings.extract("users")?;
+        let hasher = tokio::task::spawn_blocking({
+            let hashing = config.password_hashing.clone();
+            move || Hasher::new(&hashing)
+        })
+        .await??;
+        let store = store::for_db(&context.db);
+        bootstrap::ensure_admin(store.as_ref(), &hasher, &config).await?;
+        let (per_account, per_address) = config.login_limits.limiters();
+        // The same keys the kit's extractors verify with (`kit::service::Service::app`).
+        let keys = JwtKeys::new(
+            context.global.jwt_secret.expose().as_bytes(),
+            Duration::from_secs(context.global.jwt_ttl_secs),
+        );
+        let state = AppState {
+            store,
+            hasher,
+            keys,
+            token_ttl_secs: context.global.jwt_ttl_secs,
+            per_account: Arc::new(per_account),
+            per_address: Arc::new(per_address),
+        };
+        let (router, _) = api::router().split_for_parts();
+        Ok(router.with_state(state))
+    })
+}

@@ -1,0 +1,338 @@
+//! The users service's types: what the API sends and receives, and their validation.
+//!
+//! Types that carry a password hold it in a [`Secret`], so their `Debug` output never shows it.
+
+use kit::auth::Role;
+use kit::error::FieldError;
+use kit::secret::Secret;
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Shortest accepted password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Longest accepted password, in characters (argon2 hashes anything; this bounds the work per request).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+/// Longest accepted email address (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// An account as the API shows it (never with its password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct User {
+    /// Identifier (the `sub` of the user's tokens).
+    pub id: Uuid,
+    /// Email address, lowercase.
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// Name to show, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Alice")]
+    pub display_name: Option<String>,
+    /// `customer` or `admin`.
+    pub role: Role,
+    /// When the account was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the account was last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The body of `POST /v1/users`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address; stored lowercase, unique.
+    #[schema(example = "alice@example.com", max_length = 254)]
+    pub email: String,
+    /// 12–256 characters.
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 256,
+        example = "correct horse battery staple")]
+    pub password: Secret<String>,
+    /// Name to show: 1–100 characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, example = "Alice")]
+    pub display_name: Option<String>,
+}
+
+impl RegisterRequest {
+    /// Checks every field and returns the normalised email and display name.
+    pub fn validate(&self) -> Result<(String, Option<String>), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let email = normalize_email(&self.email);
+        if let Err(detail) = check_email(&email) {
+            errors.push(FieldError::new("#/email", detail));
+        }
+        if let Err(detail) = check_password(self.password.expose()) {
+            errors.push(FieldError::new("#/password", detail));
+        }
+        let display_name = self.display_name.as_deref().map(str::trim);
+        if let Some(Err(detail)) = display_name.map(check_display_name) {
+            errors.push(FieldError::new("#/display_name", detail));
+        }
+        if errors.is_empty() { Ok((email, display_name.map(str::to_owned))) } else { Err(errors) }
+    }
+}
+
+/// The body of `POST /v1/sessions`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address (case-insensitive).
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// The account's password.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    pub password: Secret<String>,
+}
+
+/// The answer to a successful login (RFC 6749 §5.1 field names).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT (HS256) to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 3600)]
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// The body of `PATCH /v1/users/me`: absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// New display name (1–100 characters), or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, example = "Alice B.")]
+    pub display_name: Option<Option<String>>,
+    /// New password (12–256 characters); needs `current_password`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 256)]
+    pub password: Option<Secret<String>>,
+    /// The current password, required to change it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<Secret<String>>,
+}
+
+/// A validated `PATCH /v1/users/me`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateMe {
+    /// `Some(None)` removes the display name; `None` keeps it.
+    pub display_name: Option<Option<String>>,
+    /// The new password and the current one, when changing it.
+    pub password_change: Option<(Secret<String>, Secret<String>)>,
+}
+
+impl UpdateMeRequest {
+    /// Checks every field.
+    pub fn validate(self) -> Result<UpdateMe, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let display_name = self.display_name.map(|name| name.map(|n| n.trim().to_owned()));
+        if let Some(Some(name)) = &display_name
+            && let Err(detail) = check_display_name(name)
+        {
+            errors.push(FieldError::new("#/display_name", detail));
+        }
+        if let Some(password) = &self.password
+            && let Err(detail) = check_password(password.expose())
+        {
+            errors.push(FieldError::new("#/password", detail));
+        }
+        let password_change = match (self.password, self.current_password) {
+            (Some(new), Some(current)) => Some((new, current)),
+            (Some(_), None) => {
+                errors.push(FieldError::new("#/current_password", "is required to change the password"));
+                None
+            }
+            (None, Some(_)) => {
+                errors.push(FieldError::new("#/current_password", "is only accepted with a new password"));
+                None
+            }
+            (None, None) => None,
+        };
+        if errors.is_empty() { Ok(UpdateMe { display_name, password_change }) } else { Err(errors) }
+    }
+}
+
+/// Distinguishes an absent field (`None`, by `#[serde(default)]`) from `null` (`Some(None)`).
+#[allow(clippy::option_option)] // absent, null and a value mean three different things
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `email` trimmed and lowercased: the form the store keeps and the rate limiter keys on.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A pragmatic address check (not the whole of RFC 5322): one `@`, a local part of 1–64 printable
+/// characters without spaces, and a domain of at least two dot-separated labels of letters, digits
+/// and inner hyphens.
+fn check_email(email: &str) -> Result<(), &'static str> {
+    const INVALID: &str = "must be an email address like name@example.com";
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Err("must be at most 254 characters");
+    }
+    let Some((local, domain)) = email.split_once('@') else { return Err(INVALID) };
+    let local_ok = (1..=64).contains(&local.len())
+        && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[]\\,;:\"".contains(c))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if local_ok && domain_ok { Ok(()) } else { Err(INVALID) }
+}
+
+fn check_password(password: &str) -> Result<(), &'static str> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        Err("must be at least 12 characters")
+    } else if chars > MAX_PASSWORD_CHARS {
+        Err("must be at most 256 characters")
+    } else {
+        Ok(())
+    }
+}
+
+fn check_display_name(name: &str) -> Result<(), &'static str> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+        Err("must be 1-100 characters without control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u32 = 20;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 100;
+
+/// Query parameters of `GET /v1/users`.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Items to skip (default 0).
+    #[param(minimum = 0)]
+    pub offset: Option<u64>,
+}
+
+impl ListQuery {
+    /// The validated `(limit, offset)`.
+    pub fn validate(&self) -> Result<(u32, u64), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            errors.push(FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}")));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset > i64::MAX as u64 {
+            errors.push(FieldError::new("offset", "is too large"));
+        }
+        if errors.is_empty() { Ok((limit, offset)) } else { Err(errors) }
+    }
+}
+
+/// One page of `GET /v1/users`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// The accounts, oldest first.
+    pub items: Vec<User>,
+    /// The page size used.
+    pub limit: u32,
+    /// The offset used.
+    pub offset: u64,
+    /// The `offset` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LoginRequest, RegisterRequest, UpdateMeRequest, check_email, normalize_email};
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@b-c.io", "üser@exämple.de"] {
+            assert_eq!(check_email(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "plain", "@b.co", "a@", "a@b", "a@@b.co", "a b@c.co", "a@-b.co", "a@b..co", ".a@b.co",
+            "a@b_c.co",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_email(&format!("{}@b.co", "a".repeat(65))).is_err());
+        assert_eq!(normalize_email("  Alice@Example.COM "), "alice@example.com");
+    }
+
+    #[test]
+    fn register_validation_names_every_field() {
+        let req: RegisterRequest =
+            serde_json::from_str(r#"{"email":"nope","password":"short","display_name":"  "}"#).unwrap();
+        let pointers: Vec<_> = req.validate().unwrap_err().into_iter().map(|e| e.pointer).collect();
+        assert_eq!(pointers, ["#/email", "#/password", "#/display_name"]);
+        let req: RegisterRequest = serde_json::from_str(
+            r#"{"email":" Bob@Example.com","password":"twelve chars","display_name":" Bob "}"#,
+        )
+        .unwrap();
+        assert_eq!(req.validate().unwrap(), ("bob@example.com".to_owned(), Some("Bob".to_owned())));
+        let long = format!(r#"{{"email":"a@b.co","password":"{}"}}"#, "p".repeat(257));
+        let req: RegisterRequest = serde_json::from_str(&long).unwrap();
+        assert_eq!(req.validate().unwrap_err()[0].pointer, "#/password");
+    }
+
+    #[test]
+    fn update_distinguishes_absent_null_and_value() {
+        let absent: UpdateMeRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.validate().unwrap().display_name, None);
+        let null: UpdateMeRequest = serde_json::from_str(r#"{"display_name":null}"#).unwrap();
+        assert_eq!(null.validate().unwrap().display_name, Some(None));
+        let set: UpdateMeRequest = serde_json::from_str(r#"{"display_name":" Al "}"#).unwrap();
+        assert_eq!(set.validate().unwrap().display_name, Some(Some("Al".to_owned())));
+        let no_current: UpdateMeRequest =
+            serde_json::from_str(r#"{"password":"a new long password"}"#).unwrap();
+        assert_eq!(no_current.validate().unwrap_err()[0].pointer, "#/current_password");
+    }
+
+    #[test]
+    fn debug_never_shows_passwords() {
+        let register: RegisterRequest =
+            serde_json::from_str(r#"{"email":"a@b.co","password":"hunter2-hunter2"}"#).unwrap();
+        let login: LoginRequest =
+            serde_json::from_str(r#"{"email":"a@b.co","password":"hunter2-hunter2"}"#).unwrap();
+        let update: UpdateMeRequest = serde_json::from_str(
+            r#"{"password":"new-secret-password","current_password":"hunter2-hunter2"}"#,
+        )
+        .unwrap();
+        let printed = format!("{register:?} {login:?} {update:?} {:?}", update.clone().validate().unwrap());
+        assert!(printed.contains("a@b.co"), "{printed}");
+        assert!(!printed.contains("hunter2") && !printed.contains("new-secret"), "{printed}");
+    }
+}

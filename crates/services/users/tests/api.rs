@@ -1,0 +1,474 @@
+//! The users service's HTTP API: in-process (`Router::oneshot`) with the full kit stack, over a real
+//! port, and the committed OpenAPI file.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use figment::Figment;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use kit::auth::{JwtKeys, Role};
+use kit::config::Settings;
+use serde_json::{Value, json};
+use shop_users::config::{DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn settings(database_url: &str, extra: &[(&str, Value)]) -> Settings {
+    let mut figment = Figment::new()
+        .merge(("users.port", 0))
+        .merge(("users.database_url", database_url))
+        .merge(("jwt_secret", "test-secret-test-secret-test-secret"));
+    for (key, value) in extra {
+        figment = figment.merge((*key, value.clone()));
+    }
+    Settings::from_figment(figment)
+}
+
+struct TestApp {
+    router: Router,
+    keys: JwtKeys,
+}
+
+async fn app_with(extra: &[(&str, Value)]) -> TestApp {
+    let settings = settings(&kit::db::temp_sqlite_url("users-api"), extra);
+    let app = shop_users::SERVICE.app(&settings).await.expect("app");
+    TestApp { router: app.router, keys: app.keys }
+}
+
+async fn app() -> TestApp {
+    app_with(&[]).await
+}
+
+type Answer = (StatusCode, HeaderMap, Value);
+
+impl TestApp {
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        (parts.status, parts.headers, value)
+    }
+
+    /// A JSON request, with a bearer token and a client address when given.
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        from: Option<[u8; 4]>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut req = req.body(body).unwrap();
+        if let Some(ip) = from {
+            req.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+        }
+        self.send(req).await
+    }
+
+    async fn register(&self, email: &str, password: &str) -> Answer {
+        self.call("POST", "/v1/users", None, Some(json!({ "email": email, "password": password })), None)
+            .await
+    }
+
+    async fn login_from(&self, email: &str, password: &str, from: Option<[u8; 4]>) -> Answer {
+        self.call("POST", "/v1/sessions", None, Some(json!({ "email": email, "password": password })), from)
+            .await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Answer {
+        self.login_from(email, password, None).await
+    }
+
+    async fn token(&self, email: &str, password: &str) -> String {
+        let (status, _, body) = self.login(email, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn admin_token(&self) -> String {
+        self.token(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD).await
+    }
+}
+
+fn assert_problem(answer: &Answer, expected: StatusCode) {
+    let (status, headers, body) = answer;
+    assert_eq!(*status, expected, "{body}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["status"], expected.as_u16());
+    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
+    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
+    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+}
+
+fn pointers(body: &Value) -> Vec<String> {
+    body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn register_login_me_and_update() {
+    let app = app().await;
+    let (status, headers, user) = app
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({ "email": "  Alice@Example.COM ", "password": PASSWORD, "display_name": " Alice " })),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers[header::LOCATION], format!("/v1/users/{id}").as_str());
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["display_name"], "Alice");
+    assert_eq!(user["role"], "customer");
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none(), "{user}");
+    assert!(!user.to_string().contains("argon2"), "{user}");
+
+    // Emails are case-insensitive at login too.
+    let (status, headers, session) = app.login("ALICE@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(session["token_type"], "Bearer");
+    assert_eq!(session["expires_in"], 3600);
+    let token = session["access_token"].as_str().unwrap();
+    // The token is what the kit verifies everywhere, with the account's id and role.
+    let claims = app.keys.verify(token).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.role), (id.as_str(), Role::Customer));
+
+    let (status, _, me) = app.call("GET", "/v1/users/me", Some(token), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me, user);
+    let (status, _, me_by_id) = app.call("GET", &format!("/v1/users/{id}"), Some(token), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me_by_id, user);
+
+    let (status, _, renamed) = app
+        .call("PATCH", "/v1/users/me", Some(token), Some(json!({ "display_name": "Alice B." })), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["display_name"], "Alice B.");
+    assert_eq!(renamed["created_at"], user["created_at"]);
+    let (_, _, unchanged) = app.call("PATCH", "/v1/users/me", Some(token), Some(json!({})), None).await;
+    assert_eq!(unchanged["display_name"], "Alice B.");
+    let (_, _, cleared) =
+        app.call("PATCH", "/v1/users/me", Some(token), Some(json!({ "display_name": null })), None).await;
+    assert!(cleared.get("display_name").is_none(), "{cleared}");
+}
+
+#[tokio::test]
+async fn password_change_needs_the_current_password() {
+    let app = app().await;
+    app.register("bob@example.com", PASSWORD).await;
+    let token = app.token("bob@example.com", PASSWORD).await;
+    let new = "an entirely new passphrase";
+
+    let answer =
+        app.call("PATCH", "/v1/users/me", Some(&token), Some(json!({ "password": new })), None).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointers(&answer.2), ["#/current_password"]);
+    let answer = app
+        .call(
+            "PATCH",
+            "/v1/users/me",
+            Some(&token),
+            Some(json!({ "password": "short", "current_password": PASSWORD })),
+            None,
+        )
+        .await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointers(&answer.2), ["#/password"]);
+    let wrong = json!({ "password": new, "current_password": "not the current one" });
+    let answer = app.call("PATCH", "/v1/users/me", Some(&token), Some(wrong), None).await;
+    assert_problem(&answer, StatusCode::FORBIDDEN);
+
+    let change = json!({ "password": new, "current_password": PASSWORD });
+    let (status, _, body) = app.call("PATCH", "/v1/users/me", Some(&token), Some(change), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_problem(&app.login("bob@example.com", PASSWORD).await, StatusCode::UNAUTHORIZED);
+    app.token("bob@example.com", new).await;
+}
+
+#[tokio::test]
+async fn registration_errors_are_problem_json() {
+    let app = app().await;
+    let bad = json!({ "email": "not-an-email", "password": "short", "display_name": "" });
+    let answer = app.call("POST", "/v1/users", None, Some(bad), None).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointers(&answer.2), ["#/email", "#/password", "#/display_name"]);
+    let answer = app.register("long@example.com", &"p".repeat(257)).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(pointers(&answer.2), ["#/password"]);
+    let answer = app.call("POST", "/v1/users", None, Some(json!({ "email": "a@b.co" })), None).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = json!({ "email": "a@b.co", "password": PASSWORD, "role": "admin" });
+    let answer = app.call("POST", "/v1/users", None, Some(unknown), None).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    let req =
+        Request::post("/v1/users").header(header::CONTENT_TYPE, "application/json").body(Body::from("{nope"));
+    assert_problem(&app.send(req.unwrap()).await, StatusCode::BAD_REQUEST);
+    let req = Request::post("/v1/users")
+        .body(Body::from(json!({ "email": "a@b.co", "password": PASSWORD }).to_string()));
+    assert_problem(&app.send(req.unwrap()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Duplicates, whatever the case.
+    let (status, _, _) = app.register("carol@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let answer = app.register("Carol@EXAMPLE.com", PASSWORD).await;
+    assert_problem(&answer, StatusCode::CONFLICT);
+    assert_eq!(answer.2["detail"], "an account with this email already exists");
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_look_the_same() {
+    let app = app().await;
+    app.register("dave@example.com", PASSWORD).await;
+    let wrong_password = app.login("dave@example.com", "not dave's password").await;
+    let unknown_email = app.login("nobody@example.com", PASSWORD).await;
+    for answer in [&wrong_password, &unknown_email] {
+        assert_problem(answer, StatusCode::UNAUTHORIZED);
+    }
+    let strip = |(_, headers, body): &Answer| {
+        let mut body = body.clone();
+        body.as_object_mut().unwrap().remove("trace_id");
+        (headers[header::WWW_AUTHENTICATE].clone(), headers[header::CONTENT_TYPE].clone(), body)
+    };
+    assert_eq!(strip(&wrong_password), strip(&unknown_email));
+    // Malformed emails are just unknown ones.
+    assert_eq!(strip(&app.login("no email at all", PASSWORD).await), strip(&unknown_email));
+}
+
+#[tokio::test]
+async fn login_is_limited_per_account() {
+    let app = app_with(&[("users.login_limits.per_account", json!(3))]).await;
+    app.register("erin@example.com", PASSWORD).await;
+    // A success clears the account's count.
+    for _ in 0..2 {
+        assert_problem(&app.login("erin@example.com", "wrong password!").await, StatusCode::UNAUTHORIZED);
+    }
+    app.token("erin@example.com", PASSWORD).await;
+    for _ in 0..3 {
+        assert_problem(&app.login("Erin@example.com", "wrong password!").await, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app.login("erin@example.com", "wrong password!").await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.1[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Even the right password waits: the limit is checked before the password.
+    assert_problem(&app.login("erin@example.com", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    // Other accounts are not affected.
+    app.register("frank@example.com", PASSWORD).await;
+    app.token("frank@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn login_is_limited_per_address() {
+    let app = app_with(&[("users.login_limits.per_address", json!(4))]).await;
+    let attacker = Some([192, 0, 2, 7]);
+    for i in 0..4 {
+        let answer = app.login_from(&format!("victim{i}@example.com"), "guess guess guess", attacker).await;
+        assert_problem(&answer, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app.login_from("victim9@example.com", "guess guess guess", attacker).await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.1.contains_key(header::RETRY_AFTER));
+    // Another address is not affected.
+    let other = app.login_from("victim9@example.com", "guess guess guess", Some([192, 0, 2, 8])).await;
+    assert_problem(&other, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn admin_list_and_roles() {
+    let app = app().await;
+    let admin = app.admin_token().await;
+    let mut ids = Vec::new();
+    for name in ["u1", "u2", "u3"] {
+        let (_, _, user) = app.register(&format!("{name}@example.com"), PASSWORD).await;
+        ids.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let customer = app.token("u1@example.com", PASSWORD).await;
+
+    let (status, _, page) = app.call("GET", "/v1/users", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let emails: Vec<_> = page["items"].as_array().unwrap().iter().map(|u| u["email"].clone()).collect();
+    assert_eq!(emails, [DEFAULT_ADMIN_EMAIL, "u1@example.com", "u2@example.com", "u3@example.com"]);
+    assert_eq!(page["items"][0]["role"], "admin");
+    assert_eq!(page["limit"], 20);
+    assert!(page.get("next_offset").is_none());
+    let (_, _, page) = app.call("GET", "/v1/users?limit=3", Some(&admin), None, None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    assert_eq!(page["next_offset"], 3);
+    let (_, _, page) = app.call("GET", "/v1/users?limit=3&offset=3", Some(&admin), None, None).await;
+    assert_eq!(page["items"][0]["email"], "u3@example.com");
+    assert!(page.get("next_offset").is_none());
+    for query in ["limit=0", "limit=101", "limit=x", "offset=-1"] {
+        let answer = app.call("GET", &format!("/v1/users?{query}"), Some(&admin), None, None).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+    }
+
+    let answer = app.call("GET", "/v1/users", None, None, None).await;
+    assert_problem(&answer, StatusCode::UNAUTHORIZED);
+    assert!(answer.1[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+    assert_problem(
+        &app.call("GET", "/v1/users", Some("not.a.token"), None, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_problem(&app.call("GET", "/v1/users", Some(&customer), None, None).await, StatusCode::FORBIDDEN);
+    assert_problem(&app.call("GET", "/v1/users/me", None, None, None).await, StatusCode::UNAUTHORIZED);
+
+    // One account by id: self or admin.
+    let other = format!("/v1/users/{}", ids[1]);
+    assert_problem(&app.call("GET", &other, Some(&customer), None, None).await, StatusCode::FORBIDDEN);
+    let (status, _, user) = app.call("GET", &other, Some(&admin), None, None).await;
+    assert_eq!((status, user["email"].as_str()), (StatusCode::OK, Some("u2@example.com")));
+    let missing = format!("/v1/users/{}", uuid::Uuid::new_v4());
+    assert_problem(&app.call("GET", &missing, Some(&admin), None, None).await, StatusCode::NOT_FOUND);
+    assert_problem(
+        &app.call("GET", "/v1/users/not-a-uuid", Some(&admin), None, None).await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // A valid token whose account does not exist.
+    let ghost =
+        app.keys.issue(&uuid::Uuid::new_v4().to_string(), "ghost@example.com", Role::Customer).unwrap();
+    assert_problem(
+        &app.call("GET", "/v1/users/me", Some(&ghost), None, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_problem(
+        &app.call("DELETE", "/v1/users/me", Some(&admin), None, None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
+}
+
+#[tokio::test]
+async fn admin_bootstrap_is_idempotent_and_configurable() {
+    let url = kit::db::temp_sqlite_url("users-bootstrap");
+    let config = [
+        ("users.admin_email", json!("Root@Shop.Example")),
+        ("users.admin_password", json!("a configured admin password")),
+    ];
+    for _ in 0..2 {
+        shop_users::SERVICE.app(&settings(&url, &config)).await.unwrap();
+    }
+    // A third start with a different admin email changes nothing: an admin exists.
+    let app = shop_users::SERVICE.app(&settings(&url, &[])).await.unwrap();
+    let app = TestApp { router: app.router, keys: app.keys };
+    let admin = app.token("root@shop.example", "a configured admin password").await;
+    assert_problem(&app.login(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD).await, StatusCode::UNAUTHORIZED);
+    let (_, _, page) = app.call("GET", "/v1/users", Some(&admin), None, None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+
+    // Configuration errors stop the start with a clear message.
+    let weak = [("users.admin_password", json!("short"))];
+    let err =
+        shop_users::SERVICE.app(&settings(&kit::db::temp_sqlite_url("users-weak"), &weak)).await.unwrap_err();
+    assert!(err.to_string().contains("users.admin_password"), "{err}");
+    assert!(!err.to_string().contains("short"), "the password must not be echoed: {err}");
+}
+
+#[tokio::test]
+async fn operational_routes() {
+    let app = app().await;
+    for path in ["/livez", "/readyz"] {
+        let (status, headers, body) = app.call("GET", path, None, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+        assert_eq!(body["status"], "pass");
+    }
+    let (status, _, doc) = app.call("GET", "/openapi.json", None, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/v1/sessions"]["post"]["responses"]["429"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let res = app.router.clone().oneshot(Request::get("/docs/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn real_port_session_per_address_limit_and_shutdown() {
+    let settings =
+        settings(&kit::db::temp_sqlite_url("users-port"), &[("users.login_limits.per_address", json!(3))]);
+    let app = shop_users::SERVICE.app(&settings).await.unwrap();
+    let server = app.bind().await.unwrap();
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    let (trigger, shutdown) = kit::server::Shutdown::manual();
+    let running = tokio::spawn(server.run(shutdown));
+
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let base = format!("http://{addr}");
+    let send = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut req = Request::builder().method(method).uri(format!("{base}{path}"));
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(body.map(|b| b.to_string()).unwrap_or_default()).unwrap();
+        let client = client.clone();
+        async move {
+            let res = client.request(req).await.unwrap();
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (parts.status, parts.headers, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+        }
+    };
+    let credentials = |email: &str, password: &str| Some(json!({ "email": email, "password": password }));
+
+    let (status, _, user) = send("POST", "/v1/users", None, credentials("gina@example.com", PASSWORD)).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let (status, _, session) =
+        send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let (status, _, me) = send("GET", "/v1/users/me", session["access_token"].as_str(), None).await;
+    assert_eq!((status, &me), (StatusCode::OK, &user));
+    let (status, _, session) =
+        send("POST", "/v1/sessions", None, credentials(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD)).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let (status, _, page) = send("GET", "/v1/users", session["access_token"].as_str(), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+
+    // Two logins so far from 127.0.0.1 with a limit of 3 per minute: the fourth is refused.
+    let (status, _, _) =
+        send("POST", "/v1/sessions", None, credentials("gina@example.com", "wrong password")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, problem) =
+        send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert!(headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let generated = kit::service::openapi_json(&shop_users::SERVICE).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../openapi/users.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/users.json is out of date with the code: run `cargo run --bin shop -- openapi` and commit it"
+    );
+}
