@@ -37,7 +37,13 @@ impl<T> From<T> for Secret<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(deserializer).map(Self)
+        // serde's own message would echo the value ("invalid type: integer `1234`"): replace it.
+        T::deserialize(deserializer).map(Self).map_err(|_| {
+            serde::de::Error::custom(
+                "invalid secret (in the environment, a value of only digits is read as a number: \
+                 use a string); the value is not shown",
+            )
+        })
     }
 }
 
@@ -56,5 +62,12 @@ mod tests {
         let secret = Secret::new("hunter2".to_owned());
         assert_eq!(format!("{secret:?}"), "[redacted]");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_bad_value_is_not_echoed_in_the_error() {
+        let err = serde_json::from_str::<Secret<String>>("123456789").unwrap_err().to_string();
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(err.contains("not shown"), "{err}");
     }
 }
