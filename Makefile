@@ -1,13 +1,15 @@
 # The commands the README names. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench doc
+.PHONY: help run test lint fmt bench load doc api-check
 
 help:
 	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
 	@echo "make test   - run every test (cargo nextest when installed, else cargo test)"
 	@echo "make lint   - fmt check, clippy -D warnings, rustdoc -D warnings"
 	@echo "make bench  - criterion benchmarks of the palisade layers (results: crates/middleware/BENCHMARKS.md)"
+	@echo "make load   - wrk on loopback: catalog vs bare axum baselines (results: docs/performance.md)"
+	@echo "make api-check - newman (postman/) and schemathesis against a fresh shop all (tools under target/)"
 
 run:
 	$(CARGO) run --release --bin shop -- all
@@ -30,3 +32,9 @@ fmt:
 
 bench:
 	$(CARGO) bench -p palisade-bench
+
+load:
+	CARGO="$(CARGO)" scripts/load.sh
+
+api-check:
+	CARGO="$(CARGO)" bash scripts/api-checks.sh

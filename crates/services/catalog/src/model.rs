@@ -121,7 +121,7 @@ pub struct ListQuery {
     pub offset: Option<u64>,
     /// Only this category (exact match).
     pub category: Option<String>,
-    /// Only prices ≥ this amount (minor units).
+    /// Only prices ≥ this amount (minor units); not above `max_price` when both are given.
     #[param(minimum = 0)]
     pub min_price: Option<i64>,
     /// Only prices ≤ this amount (minor units).
