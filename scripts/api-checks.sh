@@ -25,9 +25,7 @@ profile=${API_CHECK_PROFILE:-debug}
 max_examples=${API_CHECK_MAX_EXAMPLES:-50}
 seed=${API_CHECK_SEED:-20261127}
 only=${API_CHECK_ONLY:-}
-# negative_data_rejection is not in the default yet: every service accepts a JSON array where an object
-# is documented (serde reads structs from sequences); add it once kit::extract::Json refuses them.
-checks=${API_CHECK_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance}
+checks=${API_CHECK_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection}
 export NO_COLOR=1
 
 log() { printf '== api-check: %s\n' "$*"; }

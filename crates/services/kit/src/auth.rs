@@ -1,17 +1,19 @@
 //! HS256 JWTs: [`JwtKeys::issue`] (users signs tokens at login) and the extractors every service uses
 //! to verify them: [`AuthUser`] (any role) and [`AdminUser`] (role `admin`).
 //!
-//! A missing, malformed, badly signed or expired token is a 401 problem with
-//! `WWW-Authenticate: Bearer …`; a valid token of the wrong role is a 403. The keys reach the
-//! extractors through request extensions ([`crate::server`] installs them), so any handler state works.
+//! A request without a bearer token (no `Authorization` header, or another scheme) is a 401 problem
+//! with `WWW-Authenticate: Bearer realm="shop"` and no error code (RFC 6750 §3.1); a malformed,
+//! badly signed or expired token adds `error="invalid_token"` and an `error_description`. A valid
+//! token of the wrong role is a 403. The keys reach the extractors through request extensions
+//! ([`crate::server`] installs them), so any handler state works.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
-use http::header;
 use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -124,16 +126,33 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let claims = keys.verify(token)?;
+            .ok_or_else(|| no_credentials("an Authorization: Bearer token is required"))?;
+        let claims = keys.verify(bearer_token(value)?)?;
         Ok(Self { id: claims.sub, email: claims.email, role: claims.role })
     }
+}
+
+const NOT_BEARER: &str = "the Authorization header must be `Bearer <token>`";
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 9110 §11.1).
+fn bearer_token(value: &HeaderValue) -> Result<&str, ApiError> {
+    let value = value.to_str().map_err(|_| no_credentials(NOT_BEARER))?.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, …) carries no bearer credentials.
+        return Err(no_credentials(NOT_BEARER));
+    }
+    match token.trim() {
+        "" => Err(ApiError::unauthorized(NOT_BEARER)),
+        token => Ok(token),
+    }
+}
+
+/// 401 for a request that carries no bearer token: the challenge has no error code (RFC 6750 §3.1).
+fn no_credentials(detail: &'static str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED)
+        .with_detail(detail)
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shop\""))
 }
 
 /// An authenticated caller with role `admin` (else 403).
@@ -158,11 +177,16 @@ mod tests {
     use std::time::Duration;
 
     use axum::extract::FromRequestParts;
-    use http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+    use http::{Request, StatusCode, header};
 
     use super::{AdminUser, AuthUser, Claims, JwtKeys, Role};
 
-    async fn extract_admin(keys: &JwtKeys, auth: Option<&str>) -> Result<AdminUser, StatusCode> {
+    /// The extracted admin, or the rejection's status and `WWW-Authenticate` header.
+    async fn extract_admin(
+        keys: &JwtKeys,
+        auth: Option<&str>,
+    ) -> Result<AdminUser, (StatusCode, Option<String>)> {
         let mut req = Request::builder().uri("/");
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
@@ -173,8 +197,19 @@ mod tests {
             if e.status() == StatusCode::UNAUTHORIZED {
                 assert!(e.problem().detail.is_some());
             }
-            e.status()
+            let res = e.into_response();
+            let challenge =
+                res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+            (res.status(), challenge)
         })
+    }
+
+    const NO_CREDENTIALS: &str = r#"Bearer realm="shop""#;
+
+    fn invalid_token(description: &str) -> (StatusCode, Option<String>) {
+        let challenge =
+            format!(r#"Bearer realm="shop", error="invalid_token", error_description="{description}""#);
+        (StatusCode::UNAUTHORIZED, Some(challenge))
     }
 
     #[tokio::test]
@@ -184,18 +219,10 @@ mod tests {
         let customer = keys.issue("u2", "c@example.com", Role::Customer).unwrap();
         let user = extract_admin(&keys, Some(&format!("Bearer {admin}"))).await.unwrap();
         assert_eq!(user.0, AuthUser { id: "u1".into(), email: "a@example.com".into(), role: Role::Admin });
+        assert_eq!(extract_admin(&keys, Some(&format!("bEARER  {admin} "))).await.unwrap(), user);
         assert_eq!(
             extract_admin(&keys, Some(&format!("Bearer {customer}"))).await,
-            Err(StatusCode::FORBIDDEN)
-        );
-        assert_eq!(extract_admin(&keys, None).await, Err(StatusCode::UNAUTHORIZED));
-        assert_eq!(extract_admin(&keys, Some(&admin)).await, Err(StatusCode::UNAUTHORIZED));
-        let other = JwtKeys::new(b"other", Duration::from_secs(60))
-            .issue("u1", "a@example.com", Role::Admin)
-            .unwrap();
-        assert_eq!(
-            extract_admin(&keys, Some(&format!("Bearer {other}"))).await,
-            Err(StatusCode::UNAUTHORIZED)
+            Err((StatusCode::FORBIDDEN, None))
         );
         let expired = keys
             .sign(&Claims {
@@ -208,5 +235,41 @@ mod tests {
             .unwrap();
         let err = keys.verify(&expired).unwrap_err();
         assert_eq!(err.problem().detail.as_deref(), Some("the token has expired"));
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_bearer_token_gets_a_challenge_without_an_error_code() {
+        let keys = JwtKeys::new(b"secret", Duration::from_secs(60));
+        let admin = keys.issue("u1", "a@example.com", Role::Admin).unwrap();
+        let unauthorized = Err((StatusCode::UNAUTHORIZED, Some(NO_CREDENTIALS.to_owned())));
+        for auth in [None, Some("Basic dXNlcjpwYXNz"), Some(admin.as_str()), Some("Bearertoken")] {
+            assert_eq!(extract_admin(&keys, auth).await, unauthorized, "{auth:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_or_expired_token_gets_invalid_token() {
+        let keys = JwtKeys::new(b"secret", Duration::from_secs(60));
+        let other = JwtKeys::new(b"other", Duration::from_secs(60))
+            .issue("u1", "a@example.com", Role::Admin)
+            .unwrap();
+        let expired = keys
+            .sign(&Claims {
+                sub: "u1".into(),
+                email: "a@example.com".into(),
+                role: Role::Admin,
+                iat: 1,
+                exp: 2,
+            })
+            .unwrap();
+        let cases = [
+            (format!("Bearer {other}"), "the token is invalid"),
+            ("Bearer not.a.token".to_owned(), "the token is invalid"),
+            (format!("Bearer {expired}"), "the token has expired"),
+            ("Bearer ".to_owned(), "the Authorization header must be `Bearer <token>`"),
+        ];
+        for (auth, description) in cases {
+            assert_eq!(extract_admin(&keys, Some(&auth)).await, Err(invalid_token(description)), "{auth}");
+        }
     }
 }

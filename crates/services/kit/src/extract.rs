@@ -4,7 +4,7 @@
 //! |---|---|
 //! | body without `Content-Type: application/json` | 415 |
 //! | body that is not JSON | 400 |
-//! | JSON of the wrong shape (missing field, wrong type) | 422, with the field's pointer |
+//! | JSON of the wrong shape (missing field, wrong type, array for object) | 422, with the field's pointer |
 //! | body over the limit | 413 |
 //! | path segment that does not parse | 400 |
 //! | query string that does not parse | 400, with the parameter's name |
@@ -19,8 +19,11 @@ use http::request::Parts;
 use http::{StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
 
 use crate::error::{ApiError, FieldError};
+
+mod strict;
 
 /// A JSON request body or response; see the [module docs](self) for rejections.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,20 +60,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// Deserializes `bytes`: syntax errors are 400, shape errors 422 with the field's JSON pointer.
+///
+/// Structs, at any depth, are read only from JSON objects: serde's derived `Deserialize` would also
+/// take an array of the fields in order, which no documented schema allows.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value: T = serde_path_to_error::deserialize(strict::Strict(&mut de)).map_err(|err| {
         let inner = err.inner();
         if inner.is_data() {
-            let path = err.path().to_string();
-            let pointer = if path == "." { "#".to_owned() } else { format!("#/{}", path.replace('.', "/")) };
-            ApiError::validation(vec![FieldError::new(pointer, strip_position(&inner.to_string()))])
+            ApiError::validation(vec![FieldError::new(
+                pointer(err.path()),
+                strip_position(&inner.to_string()),
+            )])
         } else {
             ApiError::bad_request(format!("the request body is not valid JSON: {inner}"))
         }
     })?;
     de.end().map_err(|err| ApiError::bad_request(format!("the request body is not valid JSON: {err}")))?;
     Ok(value)
+}
+
+/// `#` and the JSON pointer (RFC 6901) of `path`: `#/lines/1/sku`, with `~` and `/` in keys escaped.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    let mut pointer = String::from("#");
+    for segment in path {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            // Only non-string map keys, which JSON does not have.
+            Segment::Unknown => pointer.push('?'),
+        }
+    }
+    pointer
 }
 
 fn strip_position(message: &str) -> String {
@@ -134,5 +158,183 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
         Ok(Self(info.map(|info| info.0.ip())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http::StatusCode;
+    use serde::Deserialize;
+    use serde::de::DeserializeOwned;
+
+    use super::parse_json;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Order {
+        id: String,
+        price: Money,
+        #[serde(default)]
+        gift: Option<Money>,
+        lines: Vec<Line>,
+        delivery: Delivery,
+        #[serde(default)]
+        tags: BTreeMap<String, Money>,
+        #[serde(default)]
+        extra: serde_json::Value,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Money {
+        amount: i64,
+        currency: String,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Line {
+        sku: String,
+        quantity: u32,
+        window: Option<(u8, u8)>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Delivery {
+        Pickup,
+        Courier(Money),
+        Express { days: u8, fee: Money },
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)] // only rejections are asserted
+    struct Patch {
+        name: Option<String>,
+        note: Option<String>,
+    }
+
+    /// The status and `(pointer, detail)` pairs of the problem `body` is rejected with.
+    fn rejection<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> (StatusCode, Vec<(String, String)>) {
+        let err = parse_json::<T>(body.as_bytes()).unwrap_err();
+        let errors = err.problem().errors.iter().map(|e| (e.pointer.clone(), e.detail.clone())).collect();
+        (err.status(), errors)
+    }
+
+    fn order(price: &str, lines: &str, delivery: &str) -> String {
+        format!(r#"{{"id":"o-1","price":{price},"lines":{lines},"delivery":{delivery}}}"#)
+    }
+
+    const PRICE: &str = r#"{"amount":100,"currency":"EUR"}"#;
+    const LINES: &str = r#"[{"sku":"A-1","quantity":2,"window":[9,17]},{"sku":"B-2","quantity":1}]"#;
+
+    #[test]
+    fn objects_still_deserialize_at_every_depth() {
+        let body = r#"{"id":"o-1","price":{"amount":100,"currency":"EUR"},"gift":null,
+            "lines":[{"sku":"A-1","quantity":2,"window":[9,17]},{"sku":"B-2","quantity":1,"window":null}],
+            "delivery":{"express":{"days":1,"fee":{"amount":5,"currency":"EUR"}}},
+            "tags":{"promo":{"amount":-10,"currency":"EUR"}},"extra":[1,[2],{"k":[3]}]}"#;
+        let order: Order = parse_json(body.as_bytes()).unwrap();
+        let eur = |amount| Money { amount, currency: "EUR".to_owned() };
+        assert_eq!(
+            order,
+            Order {
+                id: "o-1".to_owned(),
+                price: eur(100),
+                gift: None,
+                lines: vec![
+                    Line { sku: "A-1".to_owned(), quantity: 2, window: Some((9, 17)) },
+                    Line { sku: "B-2".to_owned(), quantity: 1, window: None },
+                ],
+                delivery: Delivery::Express { days: 1, fee: eur(5) },
+                tags: BTreeMap::from([("promo".to_owned(), eur(-10))]),
+                extra: serde_json::json!([1, [2], {"k": [3]}]),
+            }
+        );
+        let order: Order = parse_json(order_with_gift(r#""pickup""#).as_bytes()).unwrap();
+        assert_eq!((order.gift, order.delivery), (Some(eur(7)), Delivery::Pickup));
+        let order: Order =
+            parse_json(order_with_gift(&format!(r#"{{"courier":{PRICE}}}"#)).as_bytes()).unwrap();
+        assert_eq!(order.delivery, Delivery::Courier(eur(100)));
+        // Bare sequences are still sequences.
+        assert_eq!(parse_json::<Vec<u8>>(b"[1,2]").unwrap(), [1, 2]);
+    }
+
+    fn order_with_gift(delivery: &str) -> String {
+        let gift = r#"{"amount":7,"currency":"EUR"}"#;
+        format!(r#"{{"id":"o-1","price":{PRICE},"gift":{gift},"lines":[],"delivery":{delivery}}}"#)
+    }
+
+    #[test]
+    fn a_top_level_array_for_an_object_is_422_at_the_root() {
+        let body = format!(r#"["o-1",{PRICE},null,[],"pickup",{{}},null]"#);
+        let (status, errors) = rejection::<Order>(&body);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(errors, [("#".to_owned(), "invalid type: sequence, expected struct Order".to_owned())]);
+        // All-optional fields: `[null, null]` matched them before.
+        assert_eq!(rejection::<Patch>("[null,null]").0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(rejection::<Patch>("[]").1[0].0, "#");
+    }
+
+    #[test]
+    fn a_nested_array_for_an_object_is_422_at_its_pointer() {
+        let money = r#"[100,"EUR"]"#;
+        let cases = [
+            (order(money, LINES, r#""pickup""#), "#/price", "struct Money"),
+            (
+                order(PRICE, r#"[{"sku":"A-1","quantity":1},["B-2",1,null]]"#, r#""pickup""#),
+                "#/lines/1",
+                "struct Line",
+            ),
+            (order(PRICE, LINES, &format!(r#"{{"courier":{money}}}"#)), "#/delivery/courier", "struct Money"),
+            (
+                order(PRICE, LINES, &format!(r#"{{"express":[1,{PRICE}]}}"#)),
+                "#/delivery/express",
+                "struct variant Delivery::Express",
+            ),
+            (
+                order(PRICE, LINES, &format!(r#"{{"express":{{"days":1,"fee":{money}}}}}"#)),
+                "#/delivery/express/fee",
+                "struct Money",
+            ),
+            (
+                order_with_gift(r#""pickup""#).replace(r#"{"amount":7,"currency":"EUR"}"#, money),
+                "#/gift",
+                "struct Money",
+            ),
+        ];
+        for (body, pointer, expected) in cases {
+            let (status, errors) = rejection::<Order>(&body);
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(
+                errors,
+                [(pointer.to_owned(), format!("invalid type: sequence, expected {expected}"))],
+                "{body}"
+            );
+        }
+        let tags = format!(
+            r#"{{"id":"o-1","price":{PRICE},"lines":[],"delivery":"pickup","tags":{{"a/b~c":{money}}}}}"#
+        );
+        assert_eq!(rejection::<Order>(&tags).1[0].0, "#/tags/a~1b~0c");
+    }
+
+    #[test]
+    fn other_shape_errors_keep_their_pointers_and_syntax_errors_are_400() {
+        let (status, errors) =
+            rejection::<Order>(&order(r#"{"amount":"100","currency":"EUR"}"#, LINES, r#""pickup""#));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(errors[0].0, "#/price/amount");
+        assert_eq!(
+            rejection::<Order>(&order(PRICE, "[{}]", r#""pickup""#)).1[0],
+            ("#/lines/0".to_owned(), "missing field `sku`".to_owned())
+        );
+        assert_eq!(rejection::<Order>(&order(PRICE, LINES, r#""drone""#)).1[0].0, "#/delivery");
+        for body in
+            [r#"{"id":"#, r#"{"id":"o-1",}"#, &format!("{} trailing", order(PRICE, LINES, r#""pickup""#))]
+        {
+            let (status, errors) = rejection::<Order>(body);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(errors.is_empty(), "{body}");
+        }
     }
 }

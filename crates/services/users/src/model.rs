@@ -25,7 +25,7 @@ pub struct User {
     /// Identifier (the `sub` of the user's tokens).
     pub id: Uuid,
     /// Email address, lowercase.
-    #[schema(example = "alice@example.com")]
+    #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     /// Name to show, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,7 +46,7 @@ pub struct User {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Email address; stored lowercase, unique.
-    #[schema(example = "alice@example.com", max_length = 254)]
+    #[schema(format = Email, example = "alice@example.com", max_length = 254)]
     pub email: String,
     /// 12–256 characters.
     #[schema(value_type = String, format = Password, min_length = 12, max_length = 256,
@@ -82,7 +82,7 @@ impl RegisterRequest {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email address (case-insensitive).
-    #[schema(example = "alice@example.com")]
+    #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     /// The account's password.
     #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
