@@ -107,9 +107,10 @@ async fn get_product(
     let (etag, body) = if let Some(cached) = state.cache.get(id) {
         (cached.etag, cached.body)
     } else {
+        let ticket = state.cache.ticket();
         let product = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
         let (etag, body) = (product.etag(), to_bytes(&product)?);
-        state.cache.put(id, etag.clone(), body.clone());
+        state.cache.put(ticket, id, etag.clone(), body.clone());
         (etag, body)
     };
     if if_none_match(&headers, &etag) {

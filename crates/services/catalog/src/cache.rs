@@ -3,11 +3,15 @@
 //! Staleness bound: an entry is served for at most `ttl` (default 1 s, `catalog.cache.ttl_ms`)
 //! after it was read from the database. Updates and deletes through this process invalidate the
 //! entry at once, so only writes made by *another* process (another replica sharing a PostgreSQL
-//! database) can be seen late, by at most `ttl`. At `max_entries` (default 10,000) the cache is
+//! database) can be seen late, by at most `ttl`. A read that raced an update (it read the old row,
+//! the update's invalidation came before the read's `put`) is not cached: every read takes a
+//! [`Ticket`] before going to the database, and `put` drops the entry when any invalidation happened
+//! since. At `max_entries` (default 10,000) the cache is
 //! cleared rather than tracking recency: simple, bounded, and refilled by the next reads.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -46,7 +50,12 @@ pub struct ProductCache {
     ttl: Duration,
     max_entries: usize,
     entries: RwLock<HashMap<Uuid, Cached>>,
+    invalidations: AtomicU64,
 }
+
+/// Taken before reading from the database; see [`ProductCache::put`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
 
 impl ProductCache {
     /// A cache with `config`.
@@ -55,6 +64,7 @@ impl ProductCache {
             ttl: Duration::from_millis(config.ttl_ms),
             max_entries: config.max_entries,
             entries: RwLock::default(),
+            invalidations: AtomicU64::new(0),
         }
     }
 
@@ -64,12 +74,22 @@ impl ProductCache {
         entries.get(&id).filter(|c| c.stored.elapsed() < self.ttl).cloned()
     }
 
-    /// Stores the response for `id`.
-    pub fn put(&self, id: Uuid, etag: String, body: Bytes) {
+    /// Take one before reading the product from the database.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.invalidations.load(Ordering::Acquire))
+    }
+
+    /// Stores the response for `id`, read after `ticket` was taken, unless an invalidation happened
+    /// since (the read may have seen a row that is already replaced).
+    pub fn put(&self, ticket: Ticket, id: Uuid, etag: String, body: Bytes) {
         if self.ttl.is_zero() || self.max_entries == 0 {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked under the write lock, which `invalidate` also holds while counting.
+        if self.invalidations.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
         if entries.len() >= self.max_entries && !entries.contains_key(&id) {
             entries.clear();
         }
@@ -78,6 +98,40 @@ impl ProductCache {
 
     /// Drops `id` (after an update or delete).
     pub fn invalidate(&self, id: Uuid) {
-        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
+        entries.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> ProductCache {
+        ProductCache::new(&CacheConfig::default())
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
+        let cache = cache();
+        let id = Uuid::new_v4();
+        let ticket = cache.ticket(); // the read starts, sees the old row …
+        cache.invalidate(id); // … an update commits and invalidates …
+        cache.put(ticket, id, "\"old\"".into(), Bytes::from_static(b"old")); // … the old row arrives
+        assert!(cache.get(id).is_none(), "a stale row was cached after its invalidation");
+
+        let ticket = cache.ticket();
+        cache.put(ticket, id, "\"new\"".into(), Bytes::from_static(b"new"));
+        assert_eq!(cache.get(id).map(|c| c.etag), Some("\"new\"".to_owned()));
+    }
+
+    #[test]
+    fn invalidate_drops_the_entry() {
+        let cache = cache();
+        let id = Uuid::new_v4();
+        cache.put(cache.ticket(), id, "\"v1\"".into(), Bytes::from_static(b"v1"));
+        cache.invalidate(id);
+        assert!(cache.get(id).is_none());
     }
 }
