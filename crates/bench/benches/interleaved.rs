@@ -1,0 +1,121 @@
+//! A cross-check of the key overheads that is robust to a shared, busy machine: the rows of a table
+//! are measured in turn, round after round (round-robin), each for a fixed number of calls timed with
+//! the thread's CPU time, and a row's overhead is the median over rounds of `row − bare` *within the
+//! same round*. Interference from other processes that comes in bursts hits every row of a round
+//! alike, and the pairing cancels it. A plain `main`; prints one line per row.
+
+#![allow(missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum_prometheus::BaseMetricLayer;
+use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::retry::RetryLayer;
+use tower::Layer;
+use tower_resilience::circuitbreaker::CircuitBreakerLayer as TrBreakerLayer;
+use tracing::Level;
+
+use common::{
+    bare, bare_for, call_loop, call_loop_with, get_empty, palisade_stack, peer_stack, router, runtime,
+};
+
+/// Rounds per table.
+const ROUNDS: usize = 41;
+/// Calls per row and round, client-side tables.
+const CALLS: u64 = 50_000;
+/// Requests per row and round, server table.
+const REQUESTS: u64 = 2_000;
+
+type Measure<'a> = Box<dyn FnMut() -> Duration + 'a>;
+
+/// Runs `rows` round-robin; the first row is the baseline. Prints, per row, the median time per call
+/// and the median of the paired per-round overheads (with the quartiles).
+fn table(name: &str, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
+    // One warm-up round.
+    for (_, measure) in &mut rows {
+        measure();
+    }
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); rows.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, measure)) in rows.iter_mut().enumerate() {
+            per_call[i].push(measure().as_nanos() as f64 / calls as f64);
+        }
+    }
+    for (i, (row, _)) in rows.iter().enumerate() {
+        let mut times = per_call[i].clone();
+        let median = quantile(&mut times, 0.5);
+        let mut diffs: Vec<f64> = per_call[i].iter().zip(&per_call[0]).map(|(r, b)| r - b).collect();
+        let (q1, q2, q3) =
+            (quantile(&mut diffs, 0.25), quantile(&mut diffs, 0.5), quantile(&mut diffs, 0.75));
+        println!(
+            "interleaved/{name}/{row:<28} {median:>10.1} ns/call  overhead {q2:>10.1} ns  [quartiles {q1:.1} {q3:.1}]  ({ROUNDS} rounds x {calls} calls)"
+        );
+    }
+}
+
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    common::install_subscriber();
+    let _prometheus = common::install_prometheus();
+    let rt = runtime();
+
+    let mut bare_svc = bare();
+    let mut palisade_svc =
+        CircuitBreakerLayer::builder().count_window(100).build().expect("valid").layer(bare());
+    let mut tr_svc = TrBreakerLayer::builder().sliding_window_size(100).build().expect("valid").layer(bare());
+    table(
+        "breaker_closed",
+        CALLS,
+        vec![
+            ("bare", Box::new(|| rt.block_on(call_loop(&mut bare_svc, CALLS)))),
+            ("palisade", Box::new(|| rt.block_on(call_loop(&mut palisade_svc, CALLS)))),
+            ("tower_resilience", Box::new(|| rt.block_on(call_loop(&mut tr_svc, CALLS)))),
+        ],
+    );
+
+    let mut bare_get = bare_for();
+    let mut retry_get = RetryLayer::new().layer(bare_for());
+    let mut bare_post = bare_for();
+    let mut retry_post = RetryLayer::new().layer(bare_for());
+    table(
+        "retry_ok",
+        CALLS,
+        vec![
+            ("bare_get", Box::new(|| rt.block_on(call_loop_with(&mut bare_get, CALLS, get_empty)))),
+            ("palisade_get", Box::new(|| rt.block_on(call_loop_with(&mut retry_get, CALLS, get_empty)))),
+            (
+                "bare_post",
+                Box::new(|| rt.block_on(call_loop_with(&mut bare_post, CALLS, common::post_empty))),
+            ),
+            (
+                "palisade_post",
+                Box::new(|| rt.block_on(call_loop_with(&mut retry_post, CALLS, common::post_empty))),
+            ),
+        ],
+    );
+
+    let apps = [
+        ("a_bare_router", router()),
+        ("b_peer_stack", peer_stack!(BaseMetricLayer::new(), Level::DEBUG)),
+        ("b_peer_stack_trace_info", peer_stack!(BaseMetricLayer::new(), Level::INFO)),
+        ("c_axum_prometheus", router().layer(BaseMetricLayer::new())),
+        ("d_palisade_stack", palisade_stack(Level::INFO)),
+        ("d_palisade_stack_trace_debug", palisade_stack(Level::DEBUG)),
+    ];
+    table(
+        "server",
+        REQUESTS,
+        apps.iter()
+            .map(|(name, app)| {
+                let measure: Measure<'_> = Box::new(|| rt.block_on(common::server_loop(app, REQUESTS)));
+                (*name, measure)
+            })
+            .collect(),
+    );
+}
