@@ -362,10 +362,20 @@ fn logging_handler(
 #[tokio::test]
 async fn handler_log_lines_carry_the_trace_id() {
     let svc = TraceContextLayer::server().layer(logging_handler("reserving stock"));
+    svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+
+    let line = logs().line("reserving stock");
+    assert!(line.contains(&format!("http_request{{trace_id={TRACE_ID}")), "{line}");
+    assert!(!line.contains("/orders/7"), "the default span carries only the ids: {line}");
+}
+
+#[tokio::test]
+async fn span_details_add_the_span_id_method_and_path() {
+    let svc = TraceContextLayer::server().span_details(true).layer(logging_handler("releasing stock"));
     let res = svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
     let span_id = &header(&res, "traceparent").unwrap()[36..52];
 
-    let line = logs().line("reserving stock");
+    let line = logs().line("releasing stock");
     assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
     assert!(line.contains(&format!("span_id={span_id}")), "{line}");
     assert!(line.contains("http_request{"), "{line}");
@@ -528,7 +538,9 @@ async fn axum_handlers_read_the_context_and_spans_carry_the_route() {
         context.trace_id().to_string()
     }
 
-    let app = Router::new().route("/orders/{id}", get(get_order)).layer(TraceContextLayer::server());
+    let app = Router::new()
+        .route("/orders/{id}", get(get_order))
+        .layer(TraceContextLayer::server().span_details(true));
     let req = Request::builder()
         .uri("/orders/7")
         .header("traceparent", TRACEPARENT)
