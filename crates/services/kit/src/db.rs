@@ -38,8 +38,24 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// Creates the PostgreSQL database `url` names when it does not exist yet (as `mode=rwc` does for a
+/// SQLite file), so a fresh server needs no manual `CREATE DATABASE`. A concurrent creation by another
+/// instance is fine.
+async fn create_postgres_database(url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if sqlx::Postgres::database_exists(url).await? {
+        return Ok(());
+    }
+    match sqlx::Postgres::create_database(url).await {
+        Ok(()) => Ok(()),
+        Err(_) if sqlx::Postgres::database_exists(url).await? => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 impl Db {
-    /// Connects to `url` with at most `max_connections`. For a SQLite file, its folder is created.
+    /// Connects to `url` with at most `max_connections`. For a SQLite file, its folder is created; a
+    /// PostgreSQL database is created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let acquire_timeout = Duration::from_secs(5);
         if url.starts_with("sqlite:") {
@@ -58,6 +74,7 @@ impl Db {
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            create_postgres_database(url).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(acquire_timeout)
