@@ -77,6 +77,38 @@ fn server_row(rt: &tokio::runtime::Runtime, name: &str, app: &axum::Router) {
     print(name, region.change(), N_SERVER, None);
 }
 
+/// Like [`clone_row`], but each call goes to a service freshly made by `layer` around the bare service
+/// (`layer.layer(bare()).oneshot(req)`), the way axum's `Router::layer` applies a layer to a handler's
+/// route for every request when the router was not given its state with `with_state`.
+fn layer_row<L>(rt: &tokio::runtime::Runtime, name: &str, layer: &L)
+where
+    L: Layer<
+        tower::util::ServiceFn<
+            fn(http::Request<()>) -> std::future::Ready<Result<http::Response<()>, std::convert::Infallible>>,
+        >,
+    >,
+    L::Service: Service<http::Request<()>>,
+    <L::Service as Service<http::Request<()>>>::Error: std::fmt::Debug,
+{
+    fn answer(
+        _req: http::Request<()>,
+    ) -> std::future::Ready<Result<http::Response<()>, std::convert::Infallible>> {
+        std::future::ready(Ok(http::Response::new(())))
+    }
+    let run = |n: u64| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let svc = layer.layer(tower::service_fn(answer as fn(_) -> _));
+                std::hint::black_box(svc.oneshot(http::Request::new(())).await.expect("call"));
+            }
+        });
+    };
+    run(1_000);
+    let region = Region::new(GLOBAL);
+    run(N);
+    print(name, region.change(), N, None);
+}
+
 /// Like [`row`], but each call goes to a fresh clone of `svc` (`svc.clone().oneshot(req)`), the way
 /// axum's `Route` calls a layered service for every request.
 fn clone_row<S>(rt: &tokio::runtime::Runtime, name: &str, svc: &S)
@@ -125,6 +157,11 @@ fn main() {
         &rt,
         "breaker/tower_resilience/clone_per_call",
         &TrBreakerLayer::builder().build().expect("valid config").layer(bare()),
+    );
+    layer_row(
+        &rt,
+        "breaker/palisade/layer_per_call",
+        &CircuitBreakerLayer::builder().build().expect("valid config"),
     );
     row_with(&rt, "bare/get_empty_body", bare_for(), get_empty);
     row_with(&rt, "retry/palisade_get", RetryLayer::new().layer(bare_for()), get_empty);

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::future::Locals;
 use super::layer::CircuitBreakerLayer;
 use super::registry::CircuitBreakerRegistry;
 use super::shared::Shared;
@@ -253,10 +254,13 @@ impl<C> CircuitBreakerBuilder<C> {
     }
 
     /// Builds the layer; every service it makes shares one breaker.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig>
+    where
+        C: Clone,
+    {
         self.config.validate()?;
         let shared = Arc::new(Shared::new(self.config));
-        Ok(CircuitBreakerLayer::from_parts(shared, self.classifier))
+        Ok(CircuitBreakerLayer::from_parts(Arc::new(Locals::new(&shared, &self.classifier))))
     }
 
     /// Builds a registry that creates one breaker per key with these settings (the name given here is

@@ -10,20 +10,49 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::error::CircuitOpen;
-use super::shared::Shared;
+use super::shared::{Shared, shard_count, thread_shard};
 use crate::{BoxError, Classify};
 
-/// What one service clone owns: the shared breaker and its classifier.
+/// What the futures of one thread's calls share: the breaker and its classifier.
 ///
-/// Each clone of the service allocates its own `Local` (clones happen per connection, not per
-/// request), and each call's future holds an `Arc` to it. Cloning *that* `Arc` touches a reference
-/// count private to the clone, not one shared by every core, which is what a future holding the
-/// breaker's own `Arc` would do on every call. The alignment keeps two clones' reference counts (and
-/// so two cores' writes) off a shared cache line, since clones are often allocated back to back.
+/// A call's future holds an `Arc` to one `Local`. Cloning *that* `Arc` touches a reference count
+/// private to the calling thread's stripe (see [`Locals`]), not one shared by every core, which is what
+/// a future holding the breaker's own `Arc` would do on every call. The alignment keeps two stripes'
+/// reference counts (and so two cores' writes) off a shared cache line.
 #[repr(align(128))]
 pub(crate) struct Local<C> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) classifier: C,
+}
+
+/// One [`Local`] per shard of the breaker (per thread, round-robin), made once per
+/// [`layer`](tower::Layer::layer) call and shared by every clone of the service, so cloning the
+/// service is one reference-count increment and no allocation (axum clones the layered service for
+/// every request), while each call's future still shares a reference count with its own thread only.
+pub(crate) struct Locals<C> {
+    stripes: Box<[Arc<Local<C>>]>,
+}
+
+impl<C: Clone> Locals<C> {
+    pub(crate) fn new(shared: &Arc<Shared>, classifier: &C) -> Self {
+        let stripes = (0..shard_count())
+            .map(|_| Arc::new(Local { shared: Arc::clone(shared), classifier: classifier.clone() }))
+            .collect();
+        Self { stripes }
+    }
+}
+
+impl<C> Locals<C> {
+    /// The calling thread's stripe.
+    #[inline]
+    pub(crate) fn this_thread(&self) -> &Arc<Local<C>> {
+        // `shard_count` is a power of two, and so the stripe count.
+        &self.stripes[thread_shard() & (self.stripes.len() - 1)]
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.stripes[0].shared
+    }
 }
 
 /// A call admitted by the breaker, to be recorded when it completes.

@@ -7,17 +7,17 @@ use tower::Layer;
 
 use super::CircuitBreaker;
 use super::config::CircuitBreakerBuilder;
-use super::future::Local;
+use super::future::Locals;
 use super::handle::CircuitBreakerHandle;
-use super::shared::Shared;
 
 /// Wraps services in a [`CircuitBreaker`]. Every service made by one layer (and every clone of
 /// those) shares one breaker: build one layer per dependency, or use a
 /// [`CircuitBreakerRegistry`](super::CircuitBreakerRegistry).
 #[derive(Clone)]
 pub struct CircuitBreakerLayer<C = crate::DefaultClassifier> {
-    shared: Arc<Shared>,
-    classifier: C,
+    /// Made once per breaker, so that neither `layer` nor cloning a service allocates (axum calls
+    /// `layer` per request on a `Router` without `with_state`, and clones the service per request).
+    locals: Arc<Locals<C>>,
 }
 
 impl CircuitBreakerLayer {
@@ -29,27 +29,26 @@ impl CircuitBreakerLayer {
 }
 
 impl<C> CircuitBreakerLayer<C> {
-    pub(crate) fn from_parts(shared: Arc<Shared>, classifier: C) -> Self {
-        Self { shared, classifier }
+    pub(crate) fn from_parts(locals: Arc<Locals<C>>) -> Self {
+        Self { locals }
     }
 
     /// A handle to this layer's breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(Arc::clone(&self.shared))
+        CircuitBreakerHandle::new(Arc::clone(self.locals.shared()))
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let local = Local { shared: Arc::clone(&self.shared), classifier: self.classifier.clone() };
-        CircuitBreaker::from_parts(inner, Arc::new(local))
+        CircuitBreaker::from_parts(inner, Arc::clone(&self.locals))
     }
 }
 
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerLayer").field("breaker", &self.shared).finish_non_exhaustive()
+        f.debug_struct("CircuitBreakerLayer").field("breaker", self.locals.shared()).finish_non_exhaustive()
     }
 }

@@ -91,8 +91,9 @@
 //! on the window size. The price is on failures: each takes the mutex and sums the shards, so a
 //! dependency failing often (but below the threshold) serialises its failures on that lock. The clock
 //! is read only when a slow-call duration or a time window is configured.
-//! Each service clone owns a small `Arc` that its response futures share, so even the reference count a
-//! future needs is private to the clone: clone the service per connection or per task, not per request.
+//! Cloning the service allocates nothing (axum clones it for every request), and a call's future
+//! shares a small `Arc` with the other calls of its thread only (one per shard), so even the reference
+//! count a future needs is not written by every core.
 //!
 //! [`count_window`]: CircuitBreakerBuilder::count_window
 //! [`time_window`]: CircuitBreakerBuilder::time_window
@@ -118,7 +119,7 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 pub use self::config::CircuitBreakerBuilder;
-use self::future::{Local, Permit, ResponseFuture};
+use self::future::{Locals, Permit, ResponseFuture};
 pub use self::handle::{CircuitBreakerHandle, Snapshot, State};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::registry::CircuitBreakerRegistry;
@@ -131,28 +132,26 @@ use crate::{BoxError, Classify, DefaultClassifier};
 /// rejected. `poll_ready` is the inner service's.
 pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
-    local: Arc<Local<C>>,
+    locals: Arc<Locals<C>>,
 }
 
 inner_accessors!(CircuitBreaker, C);
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_parts(inner: S, local: Arc<Local<C>>) -> Self {
-        Self { inner, local }
+    pub(crate) fn from_parts(inner: S, locals: Arc<Locals<C>>) -> Self {
+        Self { inner, locals }
     }
 
     /// A handle to the breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(Arc::clone(&self.local.shared))
+        CircuitBreakerHandle::new(Arc::clone(self.locals.shared()))
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        // A fresh `Local` per clone: see `future::Local`.
-        let local =
-            Local { shared: Arc::clone(&self.local.shared), classifier: self.local.classifier.clone() };
-        Self { inner: self.inner.clone(), local: Arc::new(local) }
+        // No allocation: the clones share the per-thread stripes (see `future::Locals`).
+        Self { inner: self.inner.clone(), locals: Arc::clone(&self.locals) }
     }
 }
 
@@ -171,7 +170,8 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.local.shared;
+        let local = self.locals.this_thread();
+        let shared = &local.shared;
         let (generation, probe) = match shared.admit() {
             Admission::Record { generation } => (generation, false),
             Admission::Probe { generation } => (generation, true),
@@ -180,7 +180,7 @@ where
         };
         let start = shared.start_clock();
         // Created before the call so that a panicking inner `call` still gives a probe permit back.
-        let permit = Permit::new(Arc::clone(&self.local), generation, probe, start);
+        let permit = Permit::new(Arc::clone(local), generation, probe, start);
         ResponseFuture::called(self.inner.call(req), Some(permit))
     }
 }
@@ -189,7 +189,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("breaker", &self.local.shared)
+            .field("breaker", self.locals.shared())
             .finish_non_exhaustive()
     }
 }

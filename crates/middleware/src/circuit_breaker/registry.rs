@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::config::Config;
+use super::future::Locals;
 use super::handle::CircuitBreakerHandle;
 use super::layer::CircuitBreakerLayer;
 use super::shared::Shared;
@@ -62,9 +63,12 @@ impl<C> CircuitBreakerRegistry<C> {
 }
 
 impl<C: Clone> CircuitBreakerRegistry<C> {
-    /// The layer of the breaker for `key`, creating the breaker on first use.
+    /// The layer of the breaker for `key`, creating the breaker on first use. It allocates the
+    /// breaker's small per-thread stripes, once per layer: keep the layer rather than looking it up
+    /// per request.
     pub fn layer(&self, key: &str) -> CircuitBreakerLayer<C> {
-        CircuitBreakerLayer::from_parts(self.shared(key), self.inner.classifier.clone())
+        let shared = self.shared(key);
+        CircuitBreakerLayer::from_parts(Arc::new(Locals::new(&shared, &self.inner.classifier)))
     }
 }
 

@@ -575,7 +575,7 @@ impl fmt::Debug for Shared {
 }
 
 /// Shards per breaker: twice the cores (so round-robin thread indices rarely collide), a power of two.
-fn shard_count() -> usize {
+pub(crate) fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(4, NonZeroUsize::get);
@@ -585,7 +585,7 @@ fn shard_count() -> usize {
 
 /// This thread's shard index, handed out round-robin on first use (a thread-local read afterwards).
 #[inline]
-fn thread_shard() -> usize {
+pub(crate) fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };

@@ -114,17 +114,18 @@ impl<S, P> Replay<S, P> {
 /// A copy of a request head (`http::request::Parts` is not `Clone`). Allocation-free for a head without
 /// headers or extensions; otherwise it copies them.
 pub(crate) fn clone_parts(parts: &request::Parts) -> request::Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
+    // Filled in place: building a `Request` and splitting it moves the whole head around again.
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method.clone_from(&parts.method);
+    head.uri.clone_from(&parts.uri);
+    head.version = parts.version;
     if !parts.headers.is_empty() {
-        *req.headers_mut() = parts.headers.clone();
+        head.headers.clone_from(&parts.headers);
     }
     if !parts.extensions.is_empty() {
-        *req.extensions_mut() = parts.extensions.clone();
+        head.extensions.clone_from(&parts.extensions);
     }
-    req.into_parts().0
+    head
 }
 
 /// A body being read into memory: one chunk is kept as it is, several are copied into one.

@@ -5,9 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::error::{DeadlineExceeded, Elapsed};
 use super::layer::{Kind, TimeoutShared};
@@ -15,7 +16,9 @@ use crate::BoxError;
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout): the inner future raced against a timer held
-    /// inline (no boxing).
+    /// inline (no boxing). The timer is only made when the inner future is not ready at its first
+    /// poll: its deadline is fixed when the service is called, so an answer that is ready at once
+    /// never pays for a timer.
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
@@ -28,8 +31,12 @@ pin_project! {
         Running {
             #[pin]
             fut: F,
+            // `None` until the inner future first returns `Pending`.
             #[pin]
-            sleep: Sleep,
+            sleep: Option<Sleep>,
+            // The deadline of the timer; `None`: further than the clock can say (wait as long as
+            // tokio can).
+            until: Option<Instant>,
             kind: Kind,
             shared: Arc<TimeoutShared>,
         },
@@ -39,8 +46,8 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn running(fut: F, sleep: Sleep, kind: Kind, shared: Arc<TimeoutShared>) -> Self {
-        Self { state: State::Running { fut, sleep, kind, shared } }
+    pub(crate) fn running(fut: F, until: Option<Instant>, kind: Kind, shared: Arc<TimeoutShared>) -> Self {
+        Self { state: State::Running { fut, sleep: None, until, kind, shared } }
     }
 
     pub(crate) fn expired() -> Self {
@@ -63,13 +70,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Running { fut, sleep, kind, shared } => {
+            StateProj::Running { fut, mut sleep, until, kind, shared } => {
                 // The inner future first: an answer that is ready wins over a timer that fired at the
                 // same instant.
                 if let Poll::Ready(result) = fut.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                ready!(sleep.poll(cx));
+                if sleep.is_none() {
+                    sleep.set(Some(match *until {
+                        Some(until) => tokio::time::sleep_until(until),
+                        None => tokio::time::sleep(Duration::MAX),
+                    }));
+                }
+                if let Some(sleep) = sleep.as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
                 shared.record(*kind);
                 Poll::Ready(Err(match kind {
                     Kind::Timeout => Elapsed::new().into(),

@@ -601,3 +601,24 @@ fn calls_from_many_threads_are_all_counted_and_share_one_window() {
     assert_eq!((snapshot.calls, snapshot.failures), (40_000, 0), "no call lost across the shards");
     assert_eq!(backend.calls(), 40_000);
 }
+
+#[test]
+fn a_call_completed_on_another_thread_is_recorded_in_the_same_breaker() {
+    use tower::{Service, ServiceExt};
+    let layer = CircuitBreakerLayer::builder().count_window(10).minimum_calls(2).build().unwrap();
+    let handle = layer.handle();
+    let backend = Backend::default();
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    // One call started and finished on this thread, one started here (through a clone) and finished on
+    // another thread: both count in the one window, whatever stripe each call went through.
+    let mut svc = layer.layer(backend.service());
+    let mut clone = svc.clone();
+    runtime().block_on(async { send(&mut svc, plan(500)).await.unwrap() });
+    runtime().block_on(clone.ready()).unwrap();
+    let future = clone.call(plan(500));
+    let res = std::thread::spawn(move || runtime().block_on(future)).join().unwrap();
+    assert_eq!(res.unwrap().status(), 500);
+    assert_eq!(handle.state(), State::Open);
+    assert!(rejection(runtime().block_on(send(&mut svc, plan(200)))).is_some());
+    assert_eq!(backend.calls(), 2);
+}
