@@ -78,8 +78,7 @@ async fn list_products(
     let limit = filter.limit;
     filter.limit += 1; // one more row tells whether there is a next page
     let mut items = state.store.list(&filter).await?;
-    let next_offset = (items.len() > limit as usize).then(|| filter.offset + u64::from(limit));
-    items.truncate(limit as usize);
+    let next_offset = kit::paging::finish(&mut items, limit, filter.offset);
     Ok(Json(ProductPage { items, limit, offset: filter.offset, next_offset }))
 }
 

@@ -18,11 +18,10 @@ use std::sync::Arc;
 
 use kit::db::Migrations;
 use kit::error::{FieldError, Problem};
+use kit::openapi::BearerAuth;
 use kit::service::{Context, RoutesFuture, Service};
-use utoipa::Modify;
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::AppState;
 use crate::cache::{CacheConfig, ProductCache};
@@ -46,27 +45,10 @@ pub static MIGRATIONS: Migrations = Migrations {
 )]
 struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
-}
-
 /// The catalog's OpenAPI document.
 pub fn openapi() -> OpenApi {
     let (_, paths) = api::router().split_for_parts();
-    let mut doc = ApiDoc::openapi();
-    doc.merge(paths);
-    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
-    doc
+    kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"))
 }
 
 fn routes(context: Context) -> RoutesFuture {

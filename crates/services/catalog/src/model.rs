@@ -104,10 +104,7 @@ impl ProductInput {
     }
 }
 
-/// Default page size.
-pub const DEFAULT_LIMIT: u32 = 20;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 100;
+pub use kit::paging::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Query parameters of `GET /v1/products`.
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
@@ -152,13 +149,7 @@ impl ListQuery {
     /// Validates the parameters into a filter.
     pub fn into_filter(self) -> Result<ListFilter, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            errors.push(FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}")));
-        }
-        if self.offset.is_some_and(|o| o > i64::MAX as u64) {
-            errors.push(FieldError::new("offset", "is too large"));
-        }
+        let (limit, offset) = kit::paging::check(self.limit, self.offset, &mut errors);
         for (name, value) in [("min_price", self.min_price), ("max_price", self.max_price)] {
             if value.is_some_and(|v| v < 0) {
                 errors.push(FieldError::new(name, "must be at least 0"));
@@ -175,7 +166,7 @@ impl ListQuery {
         let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
         Ok(ListFilter {
             limit,
-            offset: self.offset.unwrap_or(0),
+            offset,
             category: non_empty(self.category),
             min_price: self.min_price,
             max_price: self.max_price,

@@ -29,12 +29,11 @@ use std::time::Duration;
 
 use kit::db::Migrations;
 use kit::error::{FieldError, Problem};
+use kit::openapi::BearerAuth;
 use kit::service::{Context, RoutesFuture, Service};
 use serde::{Deserialize, Serialize};
-use utoipa::Modify;
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::AppState;
 use crate::expiry::Sweeper;
@@ -99,27 +98,10 @@ impl InventoryConfig {
 )]
 struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
-}
-
 /// The inventory's OpenAPI document.
 pub fn openapi() -> OpenApi {
     let (_, paths) = api::router().split_for_parts();
-    let mut doc = ApiDoc::openapi();
-    doc.merge(paths);
-    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
-    doc
+    kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"))
 }
 
 fn routes(context: Context) -> RoutesFuture {

@@ -10,15 +10,19 @@
 //!     postgres: sqlx::migrate!("../../../migrations/catalog/postgres"),
 //! };
 //! ```
+//!
+//! When the SQL is the same on both databases (`$1`, `$2`, … placeholders work on SQLite too),
+//! [`sql_store!`](crate::sql_store) generates both implementations from one body; the few words that
+//! differ come from the pool's [`Dialect`] ([`SqlPool`]).
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+pub use sqlx::postgres::PgPool;
+use sqlx::postgres::PgPoolOptions;
+pub use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 /// A service's migrations for each backend.
 #[derive(Debug)]
@@ -109,6 +113,134 @@ impl Db {
             Self::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// The words of SQL that differ between SQLite and PostgreSQL in the stores' queries. Placeholders
+/// do not differ: `$1`, `$2`, … work on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dialect {
+    /// The column that orders rows by insertion, stable across pages: SQLite's implicit `rowid`;
+    /// on PostgreSQL the `seq` identity column every service's tables declare for this.
+    pub insertion_order: &'static str,
+    /// Case-insensitive `LIKE`: SQLite's `LIKE` (case-insensitive for ASCII); PostgreSQL's `ILIKE`.
+    pub ilike: &'static str,
+    /// The suffix of a `SELECT` that locks the rows it reads until the transaction ends: none on
+    /// SQLite (a write transaction from [`SqlPool::begin_write`] already holds the database's write
+    /// lock); `" FOR UPDATE"` on PostgreSQL.
+    pub row_lock: &'static str,
+}
+
+impl Dialect {
+    /// SQLite.
+    pub const SQLITE: Self = Self { insertion_order: "rowid", ilike: "LIKE", row_lock: "" };
+    /// PostgreSQL.
+    pub const POSTGRES: Self = Self { insertion_order: "seq", ilike: "ILIKE", row_lock: " FOR UPDATE" };
+}
+
+/// What a store needs to know about its pool ([`SqlitePool`] or [`PgPool`]) to send the same SQL
+/// to either database.
+pub trait SqlPool {
+    /// The database this pool connects to.
+    type Database: sqlx::Database;
+
+    /// This database's [`Dialect`].
+    fn dialect(&self) -> Dialect;
+
+    /// Starts a transaction that will write. SQLite: `BEGIN IMMEDIATE`, taking the database's
+    /// write lock up front (waiting up to the 5 s busy timeout), because a deferred transaction
+    /// that reads and then writes can fail with `SQLITE_BUSY` at the upgrade, which the busy
+    /// timeout does not cover. PostgreSQL: a plain `BEGIN` (`READ COMMITTED`).
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl SqlPool for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::SQLITE
+    }
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl SqlPool for PgPool {
+    type Database = sqlx::Postgres;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::POSTGRES
+    }
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
+/// Declares a SQLite and a PostgreSQL store (`struct { pool }` with `const fn new(pool)`) and
+/// implements one store trait for both from a single body, so each query is written once. In the
+/// body, `self.pool` is the backend's pool (a [`SqlitePool`] or a [`PgPool`]); with [`SqlPool`] in
+/// scope, `self.pool.dialect()` gives the words that differ and `self.pool.begin_write()` starts a
+/// write transaction the right way for the database.
+///
+/// ```ignore
+/// use kit::db::SqlPool as _;
+///
+/// kit::sql_store! {
+///     /// Products in SQLite.
+///     sqlite: SqliteStore,
+///     /// Products in PostgreSQL.
+///     postgres: PgStore,
+///     impl Store {
+///         fn count(&self) -> BoxFuture<'_, StoreResult<i64>> {
+///             Box::pin(async move {
+///                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?)
+///             })
+///         }
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! sql_store {
+    (
+        $(#[$sqlite_meta:meta])* sqlite: $sqlite:ident,
+        $(#[$pg_meta:meta])* postgres: $pg:ident,
+        impl $store:path { $($body:tt)* }
+    ) => {
+        $crate::sql_store!(@one $(#[$sqlite_meta])* $sqlite, $crate::db::SqlitePool, $store, { $($body)* });
+        $crate::sql_store!(@one $(#[$pg_meta])* $pg, $crate::db::PgPool, $store, { $($body)* });
+    };
+    (@one $(#[$meta:meta])* $name:ident, $pool:ty, $store:path, { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            /// A store on `pool` (migrated).
+            pub const fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+        }
+
+        impl $store for $name {
+            $($body)*
+        }
+    };
+}
+
+/// Now, at millisecond precision: what both databases store exactly, so a timestamp reads back
+/// equal to the one written.
+pub fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
 /// A fresh SQLite database file under the temp dir, for tests: `sqlite://…/shop-<label>-<uuid>.db?mode=rwc`.

@@ -8,7 +8,9 @@
 //! | [`error`] | [`ApiError`](error::ApiError): RFC 9457 problem+json for every error |
 //! | [`extract`] | `Json`, `Path`, `Query` with problem+json rejections |
 //! | [`auth`] | HS256 JWTs: issue, and the `AuthUser`/`AdminUser` extractors |
+//! | [`paging`] | `limit`/`offset` checks and next-page offsets for list endpoints |
 //! | [`rate_limit`] | keyed token-bucket limiter with bounded memory |
+//! | [`openapi`] | the `bearer` security scheme and document assembly every service's spec shares |
 //! | [`health`] | `/livez`, `/readyz` |
 //! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
@@ -22,6 +24,8 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
+pub mod paging;
 pub mod rate_limit;
 pub mod secret;
 pub mod server;

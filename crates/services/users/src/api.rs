@@ -266,8 +266,7 @@ async fn list_users(
     let (limit, offset) = query.validate().map_err(ApiError::invalid_params)?;
     // One more row tells whether there is a next page.
     let mut accounts = state.store.list(limit + 1, offset).await?;
-    let next_offset = (accounts.len() > limit as usize).then(|| offset + u64::from(limit));
-    accounts.truncate(limit as usize);
+    let next_offset = kit::paging::finish(&mut accounts, limit, offset);
     let items = accounts.into_iter().map(User::from).collect();
     Ok(Json(UserPage { items, limit, offset, next_offset }))
 }

@@ -226,10 +226,7 @@ fn check_display_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Default page size.
-pub const DEFAULT_LIMIT: u32 = 20;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 100;
+pub use kit::paging::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Query parameters of `GET /v1/users`.
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
@@ -247,15 +244,8 @@ impl ListQuery {
     /// The validated `(limit, offset)`.
     pub fn validate(&self) -> Result<(u32, u64), Vec<FieldError>> {
         let mut errors = Vec::new();
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            errors.push(FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}")));
-        }
-        let offset = self.offset.unwrap_or(0);
-        if offset > i64::MAX as u64 {
-            errors.push(FieldError::new("offset", "is too large"));
-        }
-        if errors.is_empty() { Ok((limit, offset)) } else { Err(errors) }
+        let page = kit::paging::check(self.limit, self.offset, &mut errors);
+        if errors.is_empty() { Ok(page) } else { Err(errors) }
     }
 }
 

@@ -1,7 +1,7 @@
-//! The catalog's persistence, behind [`Store`]: one implementation per database.
+//! The catalog's persistence, behind [`Store`]: one implementation per database
+//! ([`SqliteStore`], [`PgStore`]), both generated from the one body in `store/sql.rs`.
 
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use crate::model::{ListFilter, Money, Product, ProductInput};
 
-pub use self::postgres::PgStore;
-pub use self::sqlite::SqliteStore;
+pub use self::sql::{PgStore, SqliteStore};
 
 /// What a store method returns.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -70,12 +69,6 @@ impl From<ProductRow> for Product {
             updated_at: row.updated_at,
         }
     }
-}
-
-/// Now, at millisecond precision (what both databases store exactly).
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
 /// `q` with LIKE wildcards escaped (escape character `\`).

@@ -1,7 +1,8 @@
 //! The inventory's persistence, behind [`Store`]: one implementation per database.
 //!
-//! Both implementations run the same SQL (`$n` placeholders work on SQLite too) from one macro in
-//! `store/sql.rs`, so the transaction logic that prevents overselling exists once. What differs:
+//! Both implementations run the same SQL (`$n` placeholders work on SQLite too) from one body in
+//! `store/sql.rs`, generated for both pools by [`kit::sql_store!`], so the transaction logic that
+//! prevents overselling exists once. What differs (from [`kit::db::SqlPool`]):
 //!
 //! - SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the database's write lock up
 //!   front (waiting up to the kit's 5 s busy timeout). A deferred transaction that reads and then
@@ -14,10 +15,7 @@
 //! the table's `CHECK (reserved <= on_hand)`. Stock rows are always updated in SKU order, so two
 //! transactions never wait on each other in a cycle.
 
-#[macro_use]
 mod sql;
-mod postgres;
-mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +27,7 @@ use uuid::Uuid;
 
 use crate::model::{Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
 
-pub use self::postgres::PgStore;
-pub use self::sqlite::SqliteStore;
+pub use self::sql::{PgStore, SqliteStore};
 
 /// What a store method returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,345 +1,350 @@
-//! The [`Store`](super::Store) implementation shared by both backends, as a macro over the pool
-//! type. The invoking module provides `async fn begin(&Pool) -> sqlx::Result<Transaction>` (how a
-//! write transaction starts) and `const LOCK: &str` (the row-lock suffix of a `SELECT`).
+//! [`Store`](super::Store) on SQLite ([`SqliteStore`]) and on PostgreSQL ([`PgStore`]): one
+//! implementation, written once and generated for both pools by [`kit::sql_store!`], so the
+//! transaction logic that prevents overselling exists once. What differs comes from the pool
+//! ([`kit::db::SqlPool`]): how a write transaction starts (`begin_write`) and the row-lock suffix of
+//! a `SELECT` (`dialect().row_lock`); see the [module docs](super).
 
-macro_rules! sql_store {
-    ($store:ident, $db:ty) => {
-        use std::time::Duration;
+use std::time::Duration;
 
-        use futures_util::future::BoxFuture;
-        use kit::db::StoreError;
-        use time::OffsetDateTime;
-        use uuid::Uuid;
+use futures_util::future::BoxFuture;
+use kit::db::{SqlPool as _, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
-        use super::{
-            Action, LineRef, RESERVATION_COLUMNS, ReservationRow, ReserveOutcome, Shortage, Store, StoreResult,
-            Transition, below_reserved, to_ms, ttl_ms,
-        };
-        use crate::model::{MAX_ON_HAND, Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
+use super::{
+    Action, LineRef, RESERVATION_COLUMNS, ReservationRow, ReserveOutcome, Shortage, Store, StoreResult,
+    Transition, below_reserved, to_ms, ttl_ms,
+};
+use crate::model::{MAX_ON_HAND, Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
 
-        impl Store for $store {
-            fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
-                Box::pin(async move {
-                    let row: Option<(String, i64, i64)> =
-                        sqlx::query_as("SELECT sku, on_hand, reserved FROM stock WHERE sku = $1")
-                            .bind(sku)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                    Ok(row.map(|(sku, on_hand, reserved)| Stock::new(sku, on_hand, reserved)))
-                })
-            }
+/// The lines of reservation `id`, in request order, read through `$executor` (the pool or a
+/// transaction of either backend); a macro so it is typed per backend like the store body.
+macro_rules! lines {
+    ($executor:expr, $id:expr) => {{
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY line_no",
+        )
+        .bind($id)
+        .fetch_all($executor)
+        .await?;
+        rows.into_iter().map(|(sku, quantity)| ReservationLine { sku, quantity }).collect::<Vec<_>>()
+    }};
+}
 
-            fn set_stock<'a>(
-                &'a self,
-                sku: &'a str,
-                on_hand: i64,
-                now: OffsetDateTime,
-            ) -> BoxFuture<'a, StoreResult<(Stock, bool)>> {
-                Box::pin(async move {
-                    let now = to_ms(now);
-                    // Each statement is atomic on its own; the loop covers a row created or
-                    // changed between them by a concurrent request.
-                    for _ in 0..3 {
-                        let updated: Option<(String, i64, i64)> = sqlx::query_as(
-                            "UPDATE stock SET on_hand = $2, updated_at = $3 WHERE sku = $1 AND reserved <= $2 \
-                             RETURNING sku, on_hand, reserved",
-                        )
+kit::sql_store! {
+    /// Stock and reservations in SQLite.
+    sqlite: SqliteStore,
+    /// Stock and reservations in PostgreSQL.
+    postgres: PgStore,
+    impl Store {
+        fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
+            Box::pin(async move {
+                let row: Option<(String, i64, i64)> =
+                    sqlx::query_as("SELECT sku, on_hand, reserved FROM stock WHERE sku = $1")
                         .bind(sku)
-                        .bind(on_hand)
-                        .bind(now)
                         .fetch_optional(&self.pool)
                         .await?;
-                        if let Some((sku, on_hand, reserved)) = updated {
-                            return Ok((Stock::new(sku, on_hand, reserved), false));
-                        }
-                        let inserted: Option<(String, i64, i64)> = sqlx::query_as(
-                            "INSERT INTO stock (sku, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3) \
-                             ON CONFLICT (sku) DO NOTHING RETURNING sku, on_hand, reserved",
-                        )
-                        .bind(sku)
-                        .bind(on_hand)
-                        .bind(now)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                        if let Some((sku, on_hand, reserved)) = inserted {
-                            return Ok((Stock::new(sku, on_hand, reserved), true));
-                        }
-                        let reserved: Option<i64> = sqlx::query_scalar("SELECT reserved FROM stock WHERE sku = $1")
-                            .bind(sku)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                        if let Some(reserved) = reserved.filter(|&r| r > on_hand) {
-                            return Err(below_reserved(sku, on_hand, reserved));
-                        }
-                    }
-                    Err(StoreError::Conflict(format!("SKU {sku} is being changed concurrently; try again")))
-                })
-            }
+                Ok(row.map(|(sku, on_hand, reserved)| Stock::new(sku, on_hand, reserved)))
+            })
+        }
 
-            fn adjust_stock<'a>(
-                &'a self,
-                sku: &'a str,
-                delta: i64,
-                now: OffsetDateTime,
-            ) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
-                Box::pin(async move {
-                    // Events: `stock.low` is written here (and in `reserve`), in this statement's
-                    // transaction, when the outbox lands (a later issue).
+        fn set_stock<'a>(
+            &'a self,
+            sku: &'a str,
+            on_hand: i64,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, StoreResult<(Stock, bool)>> {
+            Box::pin(async move {
+                let now = to_ms(now);
+                // Each statement is atomic on its own; the loop covers a row created or
+                // changed between them by a concurrent request.
+                for _ in 0..3 {
                     let updated: Option<(String, i64, i64)> = sqlx::query_as(
-                        "UPDATE stock SET on_hand = on_hand + $2, updated_at = $3 \
-                         WHERE sku = $1 AND on_hand + $2 >= reserved AND on_hand + $2 <= $4 \
+                        "UPDATE stock SET on_hand = $2, updated_at = $3 WHERE sku = $1 AND reserved <= $2 \
                          RETURNING sku, on_hand, reserved",
                     )
                     .bind(sku)
-                    .bind(delta)
-                    .bind(to_ms(now))
-                    .bind(MAX_ON_HAND)
+                    .bind(on_hand)
+                    .bind(now)
                     .fetch_optional(&self.pool)
                     .await?;
                     if let Some((sku, on_hand, reserved)) = updated {
-                        return Ok(Some(Stock::new(sku, on_hand, reserved)));
+                        return Ok((Stock::new(sku, on_hand, reserved), false));
                     }
-                    let current: Option<(i64, i64)> =
-                        sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
-                            .bind(sku)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                    match current {
-                        None => Ok(None),
-                        Some((on_hand, reserved)) => Err(StoreError::Conflict(format!(
-                            "adjusting SKU {sku} by {delta} would leave {} on hand; it must stay between \
-                             {reserved} (reserved) and {MAX_ON_HAND}",
-                            on_hand.saturating_add(delta)
-                        ))),
-                    }
-                })
-            }
-
-            fn reserve<'a>(
-                &'a self,
-                request: &'a ReservationRequest,
-                now: OffsetDateTime,
-                ttl: Duration,
-            ) -> BoxFuture<'a, StoreResult<ReserveOutcome>> {
-                Box::pin(async move {
-                    let now = to_ms(now);
-                    let mut tx = begin(&self.pool).await?;
-                    // The header first: a concurrent request for the same order waits here (unique
-                    // index) until this transaction ends, then finds this reservation.
-                    let id: Option<Uuid> = sqlx::query_scalar(
-                        "INSERT INTO reservations (id, order_id, status, created_at, expires_at, updated_at) \
-                         VALUES ($1, $2, 'reserved', $3, $4, $3) ON CONFLICT (order_id) DO NOTHING RETURNING id",
+                    let inserted: Option<(String, i64, i64)> = sqlx::query_as(
+                        "INSERT INTO stock (sku, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3) \
+                         ON CONFLICT (sku) DO NOTHING RETURNING sku, on_hand, reserved",
                     )
-                    .bind(Uuid::new_v4())
-                    .bind(&request.order_id)
+                    .bind(sku)
+                    .bind(on_hand)
                     .bind(now)
-                    .bind(now.saturating_add(ttl_ms(ttl)))
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&self.pool)
                     .await?;
-                    let Some(id) = id else {
-                        let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1");
-                        let row: ReservationRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                            .bind(&request.order_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        let lines = lines(&mut *tx, row.id).await?;
-                        let existing = row.into_reservation(lines)?;
-                        return Ok(if existing.same_lines(&request.lines) {
-                            ReserveOutcome::Replayed(existing)
-                        } else {
-                            ReserveOutcome::OrderIdTaken(existing)
-                        });
-                    };
-
-                    let mut order: Vec<_> = request.lines.iter().enumerate().collect();
-                    order.sort_by(|a, b| a.1.sku.cmp(&b.1.sku));
-                    let (mut unknown, mut short) = (Vec::new(), Vec::new());
-                    for &(index, line) in &order {
-                        let done = sqlx::query(
-                            "UPDATE stock SET reserved = reserved + $2, updated_at = $3 \
-                             WHERE sku = $1 AND on_hand - reserved >= $2",
-                        )
-                        .bind(&line.sku)
-                        .bind(line.quantity)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        if done == 1 {
-                            continue;
-                        }
-                        let current: Option<(i64, i64)> =
-                            sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
-                                .bind(&line.sku)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                        let line_ref = LineRef { index, sku: line.sku.clone() };
-                        match current {
-                            None => unknown.push(line_ref),
-                            Some((on_hand, reserved)) => short.push(Shortage {
-                                line: line_ref,
-                                requested: line.quantity,
-                                available: on_hand - reserved,
-                            }),
-                        }
+                    if let Some((sku, on_hand, reserved)) = inserted {
+                        return Ok((Stock::new(sku, on_hand, reserved), true));
                     }
-                    if !unknown.is_empty() {
-                        unknown.sort_by_key(|l| l.index);
-                        return Ok(ReserveOutcome::UnknownSkus(unknown)); // dropping `tx` rolls back
-                    }
-                    if !short.is_empty() {
-                        short.sort_by_key(|s| s.line.index);
-                        return Ok(ReserveOutcome::Insufficient(short));
-                    }
-                    for (index, line) in request.lines.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO reservation_lines (reservation_id, line_no, sku, quantity) \
-                             VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(id)
-                        .bind(i64::try_from(index).unwrap_or(i64::MAX))
-                        .bind(&line.sku)
-                        .bind(line.quantity)
-                        .execute(&mut *tx)
+                    let reserved: Option<i64> = sqlx::query_scalar("SELECT reserved FROM stock WHERE sku = $1")
+                        .bind(sku)
+                        .fetch_optional(&self.pool)
                         .await?;
+                    if let Some(reserved) = reserved.filter(|&r| r > on_hand) {
+                        return Err(below_reserved(sku, on_hand, reserved));
                     }
-                    // Events: `stock.low` for SKUs now below their threshold is written here, in
-                    // this transaction, when the outbox lands (a later issue).
-                    tx.commit().await?;
-                    let row = ReservationRow {
-                        id,
-                        order_id: request.order_id.clone(),
-                        status: ReservationStatus::Reserved.as_str().to_owned(),
-                        created_at: now,
-                        expires_at: now.saturating_add(ttl_ms(ttl)),
-                        updated_at: now,
-                    };
-                    Ok(ReserveOutcome::Created(row.into_reservation(request.lines.clone())?))
-                })
-            }
+                }
+                Err(StoreError::Conflict(format!("SKU {sku} is being changed concurrently; try again")))
+            })
+        }
 
-            fn reservation(
-                &self,
-                id: Uuid,
-                now: OffsetDateTime,
-            ) -> BoxFuture<'_, StoreResult<Option<Reservation>>> {
-                Box::pin(async move {
-                    let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1");
-                    let row: Option<ReservationRow> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
-                    let Some(row) = row else { return Ok(None) };
-                    if row.status == ReservationStatus::Reserved.as_str() && row.expires_at <= to_ms(now) {
-                        return Ok(match self.transition(id, Action::Expire, now).await? {
-                            Transition::Done(r) | Transition::AlreadyDone(r) | Transition::Refused(r) => Some(r),
-                            Transition::NotFound => None,
-                        });
-                    }
-                    let lines = lines(&self.pool, id).await?;
-                    Ok(Some(row.into_reservation(lines)?))
-                })
-            }
+        fn adjust_stock<'a>(
+            &'a self,
+            sku: &'a str,
+            delta: i64,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
+            Box::pin(async move {
+                // Events: `stock.low` is written here (and in `reserve`), in this statement's
+                // transaction, when the outbox lands (a later issue).
+                let updated: Option<(String, i64, i64)> = sqlx::query_as(
+                    "UPDATE stock SET on_hand = on_hand + $2, updated_at = $3 \
+                     WHERE sku = $1 AND on_hand + $2 >= reserved AND on_hand + $2 <= $4 \
+                     RETURNING sku, on_hand, reserved",
+                )
+                .bind(sku)
+                .bind(delta)
+                .bind(to_ms(now))
+                .bind(MAX_ON_HAND)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some((sku, on_hand, reserved)) = updated {
+                    return Ok(Some(Stock::new(sku, on_hand, reserved)));
+                }
+                let current: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
+                        .bind(sku)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match current {
+                    None => Ok(None),
+                    Some((on_hand, reserved)) => Err(StoreError::Conflict(format!(
+                        "adjusting SKU {sku} by {delta} would leave {} on hand; it must stay between \
+                         {reserved} (reserved) and {MAX_ON_HAND}",
+                        on_hand.saturating_add(delta)
+                    ))),
+                }
+            })
+        }
 
-            fn transition(
-                &self,
-                id: Uuid,
-                action: Action,
-                now: OffsetDateTime,
-            ) -> BoxFuture<'_, StoreResult<Transition>> {
-                Box::pin(async move {
-                    let now = to_ms(now);
-                    let mut tx = begin(&self.pool).await?;
-                    let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1{LOCK}");
-                    let row: Option<ReservationRow> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
-                    let Some(mut row) = row else { return Ok(Transition::NotFound) };
-                    let lines = lines(&mut *tx, id).await?;
-                    if row.status != ReservationStatus::Reserved.as_str() {
-                        let status = row.status.clone();
-                        let reservation = row.into_reservation(lines)?;
-                        return Ok(if action.settled_by(reservation.status) {
-                            Transition::AlreadyDone(reservation)
-                        } else {
-                            tracing::debug!(%id, %status, ?action, "reservation transition refused");
-                            Transition::Refused(reservation)
-                        });
-                    }
-                    let due = row.expires_at <= now;
-                    let target = match action {
-                        Action::Commit if !due => ReservationStatus::Committed,
-                        Action::Release if !due => ReservationStatus::Released,
-                        Action::Commit | Action::Release => ReservationStatus::Expired,
-                        Action::Expire if due => ReservationStatus::Expired,
-                        Action::Expire => {
-                            return Ok(Transition::Refused(row.into_reservation(lines)?));
-                        }
-                    };
-                    let changed = sqlx::query(
-                        "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'reserved'",
+        fn reserve<'a>(
+            &'a self,
+            request: &'a ReservationRequest,
+            now: OffsetDateTime,
+            ttl: Duration,
+        ) -> BoxFuture<'a, StoreResult<ReserveOutcome>> {
+            Box::pin(async move {
+                let now = to_ms(now);
+                let mut tx = self.pool.begin_write().await?;
+                // The header first: a concurrent request for the same order waits here (unique
+                // index) until this transaction ends, then finds this reservation.
+                let id: Option<Uuid> = sqlx::query_scalar(
+                    "INSERT INTO reservations (id, order_id, status, created_at, expires_at, updated_at) \
+                     VALUES ($1, $2, 'reserved', $3, $4, $3) ON CONFLICT (order_id) DO NOTHING RETURNING id",
+                )
+                .bind(Uuid::new_v4())
+                .bind(&request.order_id)
+                .bind(now)
+                .bind(now.saturating_add(ttl_ms(ttl)))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = id else {
+                    let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1");
+                    let row: ReservationRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(&request.order_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let lines = lines!(&mut *tx, row.id);
+                    let existing = row.into_reservation(lines)?;
+                    return Ok(if existing.same_lines(&request.lines) {
+                        ReserveOutcome::Replayed(existing)
+                    } else {
+                        ReserveOutcome::OrderIdTaken(existing)
+                    });
+                };
+
+                let mut order: Vec<_> = request.lines.iter().enumerate().collect();
+                order.sort_by(|a, b| a.1.sku.cmp(&b.1.sku));
+                let (mut unknown, mut short) = (Vec::new(), Vec::new());
+                for &(index, line) in &order {
+                    let done = sqlx::query(
+                        "UPDATE stock SET reserved = reserved + $2, updated_at = $3 \
+                         WHERE sku = $1 AND on_hand - reserved >= $2",
                     )
-                    .bind(id)
-                    .bind(target.as_str())
+                    .bind(&line.sku)
+                    .bind(line.quantity)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    if changed != 1 {
-                        return Err(StoreError::Conflict(format!("reservation {id} changed concurrently; try again")));
+                    if done == 1 {
+                        continue;
                     }
-                    let mut sorted: Vec<&ReservationLine> = lines.iter().collect();
-                    sorted.sort_by(|a, b| a.sku.cmp(&b.sku));
-                    let sql = if target == ReservationStatus::Committed {
-                        "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
-                    } else {
-                        "UPDATE stock SET reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
-                    };
-                    for line in sorted {
-                        sqlx::query(sql).bind(&line.sku).bind(line.quantity).bind(now).execute(&mut *tx).await?;
+                    let current: Option<(i64, i64)> =
+                        sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
+                            .bind(&line.sku)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let line_ref = LineRef { index, sku: line.sku.clone() };
+                    match current {
+                        None => unknown.push(line_ref),
+                        Some((on_hand, reserved)) => short.push(Shortage {
+                            line: line_ref,
+                            requested: line.quantity,
+                            available: on_hand - reserved,
+                        }),
                     }
-                    tx.commit().await?;
-                    row.status = target.as_str().to_owned();
-                    row.updated_at = now;
-                    let reservation = row.into_reservation(lines)?;
-                    Ok(if action.settled_by(target) {
-                        Transition::Done(reservation)
-                    } else {
-                        Transition::Refused(reservation)
-                    })
-                })
-            }
-
-            fn expire_due(&self, now: OffsetDateTime, limit: u32) -> BoxFuture<'_, StoreResult<u64>> {
-                Box::pin(async move {
-                    let due: Vec<Uuid> = sqlx::query_scalar(
-                        "SELECT id FROM reservations WHERE status = 'reserved' AND expires_at <= $1 \
-                         ORDER BY expires_at LIMIT $2",
+                }
+                if !unknown.is_empty() {
+                    unknown.sort_by_key(|l| l.index);
+                    return Ok(ReserveOutcome::UnknownSkus(unknown)); // dropping `tx` rolls back
+                }
+                if !short.is_empty() {
+                    short.sort_by_key(|s| s.line.index);
+                    return Ok(ReserveOutcome::Insufficient(short));
+                }
+                for (index, line) in request.lines.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO reservation_lines (reservation_id, line_no, sku, quantity) \
+                         VALUES ($1, $2, $3, $4)",
                     )
-                    .bind(to_ms(now))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .bind(id)
+                    .bind(i64::try_from(index).unwrap_or(i64::MAX))
+                    .bind(&line.sku)
+                    .bind(line.quantity)
+                    .execute(&mut *tx)
                     .await?;
-                    let mut expired = 0;
-                    for id in due {
-                        if matches!(self.transition(id, Action::Expire, now).await?, Transition::Done(_)) {
-                            expired += 1;
-                        }
-                    }
-                    Ok(expired)
-                })
-            }
+                }
+                // Events: `stock.low` for SKUs now below their threshold is written here, in
+                // this transaction, when the outbox lands (a later issue).
+                tx.commit().await?;
+                let row = ReservationRow {
+                    id,
+                    order_id: request.order_id.clone(),
+                    status: ReservationStatus::Reserved.as_str().to_owned(),
+                    created_at: now,
+                    expires_at: now.saturating_add(ttl_ms(ttl)),
+                    updated_at: now,
+                };
+                Ok(ReserveOutcome::Created(row.into_reservation(request.lines.clone())?))
+            })
         }
 
-        /// The lines of reservation `id`, in request order.
-        async fn lines<'e, E>(executor: E, id: Uuid) -> StoreResult<Vec<ReservationLine>>
-        where
-            E: sqlx::Executor<'e, Database = $db>,
-        {
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY line_no",
-            )
-            .bind(id)
-            .fetch_all(executor)
-            .await?;
-            Ok(rows.into_iter().map(|(sku, quantity)| ReservationLine { sku, quantity }).collect())
+        fn reservation(
+            &self,
+            id: Uuid,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'_, StoreResult<Option<Reservation>>> {
+            Box::pin(async move {
+                let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1");
+                let row: Option<ReservationRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+                let Some(row) = row else { return Ok(None) };
+                if row.status == ReservationStatus::Reserved.as_str() && row.expires_at <= to_ms(now) {
+                    return Ok(match self.transition(id, Action::Expire, now).await? {
+                        Transition::Done(r) | Transition::AlreadyDone(r) | Transition::Refused(r) => Some(r),
+                        Transition::NotFound => None,
+                    });
+                }
+                let lines = lines!(&self.pool, id);
+                Ok(Some(row.into_reservation(lines)?))
+            })
         }
-    };
+
+        fn transition(
+            &self,
+            id: Uuid,
+            action: Action,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'_, StoreResult<Transition>> {
+            Box::pin(async move {
+                let now = to_ms(now);
+                let mut tx = self.pool.begin_write().await?;
+                let lock = self.pool.dialect().row_lock;
+                let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1{lock}");
+                let row: Option<ReservationRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+                let Some(mut row) = row else { return Ok(Transition::NotFound) };
+                let lines = lines!(&mut *tx, id);
+                if row.status != ReservationStatus::Reserved.as_str() {
+                    let status = row.status.clone();
+                    let reservation = row.into_reservation(lines)?;
+                    return Ok(if action.settled_by(reservation.status) {
+                        Transition::AlreadyDone(reservation)
+                    } else {
+                        tracing::debug!(%id, %status, ?action, "reservation transition refused");
+                        Transition::Refused(reservation)
+                    });
+                }
+                let due = row.expires_at <= now;
+                let target = match action {
+                    Action::Commit if !due => ReservationStatus::Committed,
+                    Action::Release if !due => ReservationStatus::Released,
+                    Action::Commit | Action::Release => ReservationStatus::Expired,
+                    Action::Expire if due => ReservationStatus::Expired,
+                    Action::Expire => {
+                        return Ok(Transition::Refused(row.into_reservation(lines)?));
+                    }
+                };
+                let changed = sqlx::query(
+                    "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'reserved'",
+                )
+                .bind(id)
+                .bind(target.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(StoreError::Conflict(format!("reservation {id} changed concurrently; try again")));
+                }
+                let mut sorted: Vec<&ReservationLine> = lines.iter().collect();
+                sorted.sort_by(|a, b| a.sku.cmp(&b.sku));
+                let sql = if target == ReservationStatus::Committed {
+                    "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
+                } else {
+                    "UPDATE stock SET reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
+                };
+                for line in sorted {
+                    sqlx::query(sql).bind(&line.sku).bind(line.quantity).bind(now).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                target.as_str().clone_into(&mut row.status);
+                row.updated_at = now;
+                let reservation = row.into_reservation(lines)?;
+                Ok(if action.settled_by(target) {
+                    Transition::Done(reservation)
+                } else {
+                    Transition::Refused(reservation)
+                })
+            })
+        }
+
+        fn expire_due(&self, now: OffsetDateTime, limit: u32) -> BoxFuture<'_, StoreResult<u64>> {
+            Box::pin(async move {
+                let due: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM reservations WHERE status = 'reserved' AND expires_at <= $1 \
+                     ORDER BY expires_at LIMIT $2",
+                )
+                .bind(to_ms(now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut expired = 0;
+                for id in due {
+                    if matches!(self.transition(id, Action::Expire, now).await?, Transition::Done(_)) {
+                        expired += 1;
+                    }
+                }
+                Ok(expired)
+            })
+        }
+    }
 }

@@ -1,7 +1,7 @@
-//! The users service's persistence, behind [`Store`]: one implementation per database.
+//! The users service's persistence, behind [`Store`]: one implementation per database
+//! ([`SqliteStore`], [`PgStore`]), both generated from the one body in `store/sql.rs`.
 
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 use crate::model::User;
 
-pub use self::postgres::PgStore;
-pub use self::sqlite::SqliteStore;
+pub use self::sql::{PgStore, SqliteStore};
 
 /// What a store method returns.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -151,12 +150,6 @@ const fn role_name(role: Role) -> &'static str {
         Role::Customer => "customer",
         Role::Admin => "admin",
     }
-}
-
-/// Now, at millisecond precision (what both databases store exactly).
-fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
 /// A duplicate email, with a message for the client.

@@ -1,0 +1,115 @@
+//! [`Store`] on SQLite ([`SqliteStore`]) and on PostgreSQL ([`PgStore`]): one implementation, written
+//! once and generated for both pools by [`kit::sql_store!`]. The SQL is the same on both (`$n`
+//! placeholders, `CAST`) except two words from the pool's [`Dialect`](kit::db::Dialect): the column
+//! that orders a list (`rowid` / `seq`) and the case-insensitive match (`LIKE` / `ILIKE`).
+
+use futures_util::future::BoxFuture;
+use kit::db::{SqlPool as _, now};
+use uuid::Uuid;
+
+use super::{ProductRow, Store, StoreResult, like_pattern, on_conflict};
+use crate::model::{ListFilter, Product, ProductInput};
+
+const COLUMNS: &str =
+    "id, sku, name, description, category, price_amount, price_currency, version, created_at, updated_at";
+
+kit::sql_store! {
+    /// Products in SQLite.
+    sqlite: SqliteStore,
+    /// Products in PostgreSQL.
+    postgres: PgStore,
+    impl Store {
+        fn create<'a>(&'a self, input: &'a ProductInput) -> BoxFuture<'a, StoreResult<Product>> {
+            Box::pin(async move {
+                let now = now();
+                let sql = format!(
+                    "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) RETURNING {COLUMNS}"
+                );
+                let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(Uuid::new_v4())
+                    .bind(&input.sku)
+                    .bind(input.name.trim())
+                    .bind(&input.description)
+                    .bind(input.category.trim())
+                    .bind(input.price.amount)
+                    .bind(&input.price.currency)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| on_conflict(e, &input.sku))?;
+                Ok(row.into())
+            })
+        }
+
+        fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Product>>> {
+            Box::pin(async move {
+                let row: Option<ProductRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(Product::from))
+            })
+        }
+
+        fn list<'a>(&'a self, filter: &'a ListFilter) -> BoxFuture<'a, StoreResult<Vec<Product>>> {
+            Box::pin(async move {
+                let dialect = self.pool.dialect();
+                let (ilike, order) = (dialect.ilike, dialect.insertion_order);
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM products \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR category = $1) \
+                       AND (CAST($2 AS BIGINT) IS NULL OR price_amount >= $2) \
+                       AND (CAST($3 AS BIGINT) IS NULL OR price_amount <= $3) \
+                       AND (CAST($4 AS TEXT) IS NULL OR name {ilike} $4 ESCAPE '\\') \
+                     ORDER BY {order} LIMIT $5 OFFSET $6"
+                );
+                let rows: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(filter.category.as_deref())
+                    .bind(filter.min_price)
+                    .bind(filter.max_price)
+                    .bind(filter.q.as_deref().map(like_pattern))
+                    .bind(i64::from(filter.limit))
+                    .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Product::from).collect())
+            })
+        }
+
+        fn update<'a>(
+            &'a self,
+            id: Uuid,
+            input: &'a ProductInput,
+        ) -> BoxFuture<'a, StoreResult<Option<Product>>> {
+            Box::pin(async move {
+                // Events: `product.price_changed` is written here, in this statement's transaction, when
+                // the outbox lands (a later issue).
+                let sql = format!(
+                    "UPDATE products SET sku = $2, name = $3, description = $4, category = $5, price_amount = $6, \
+                     price_currency = $7, version = version + 1, updated_at = $8 WHERE id = $1 RETURNING {COLUMNS}"
+                );
+                let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(&input.sku)
+                    .bind(input.name.trim())
+                    .bind(&input.description)
+                    .bind(input.category.trim())
+                    .bind(input.price.amount)
+                    .bind(&input.price.currency)
+                    .bind(now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| on_conflict(e, &input.sku))?;
+                Ok(row.map(Product::from))
+            })
+        }
+
+        fn delete(&self, id: Uuid) -> BoxFuture<'_, StoreResult<bool>> {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
+            })
+        }
+    }
+}

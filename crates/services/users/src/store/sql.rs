@@ -1,0 +1,108 @@
+//! [`Store`] on SQLite ([`SqliteStore`]) and on PostgreSQL ([`PgStore`]): one implementation, written
+//! once and generated for both pools by [`kit::sql_store!`]. The SQL is the same on both (`$n`
+//! placeholders, `CAST`); only the column that orders a list differs (`rowid` / `seq`, from the
+//! pool's [`Dialect`](kit::db::Dialect)).
+
+use futures_util::future::BoxFuture;
+use kit::db::{SqlPool as _, now};
+use uuid::Uuid;
+
+use super::{
+    Account, AccountChanges, AccountRow, COLUMNS, NewAccount, Store, StoreResult, accounts, on_conflict,
+    role_name,
+};
+
+kit::sql_store! {
+    /// Accounts in SQLite.
+    sqlite: SqliteStore,
+    /// Accounts in PostgreSQL.
+    postgres: PgStore,
+    impl Store {
+        fn create<'a>(&'a self, account: &'a NewAccount) -> BoxFuture<'a, StoreResult<Account>> {
+            Box::pin(async move {
+                // Events: `user.registered` is written here, in this statement's transaction, when the
+                // outbox lands (a later issue).
+                let sql = format!(
+                    "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+                );
+                let row: AccountRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(Uuid::new_v4())
+                    .bind(&account.email)
+                    .bind(account.password_hash.expose())
+                    .bind(account.display_name.as_deref())
+                    .bind(role_name(account.role))
+                    .bind(now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(on_conflict)?;
+                row.try_into()
+            })
+        }
+
+        fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Account>>> {
+            Box::pin(async move {
+                let row: Option<AccountRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Account::try_from).transpose()
+            })
+        }
+
+        fn find_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, StoreResult<Option<Account>>> {
+            Box::pin(async move {
+                let row: Option<AccountRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE email = $1")))
+                        .bind(email)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Account::try_from).transpose()
+            })
+        }
+
+        fn list(&self, limit: u32, offset: u64) -> BoxFuture<'_, StoreResult<Vec<Account>>> {
+            Box::pin(async move {
+                let order = self.pool.dialect().insertion_order;
+                let sql = format!("SELECT {COLUMNS} FROM users ORDER BY {order} LIMIT $1 OFFSET $2");
+                let rows: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(i64::from(limit))
+                    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await?;
+                accounts(rows)
+            })
+        }
+
+        fn update<'a>(
+            &'a self,
+            id: Uuid,
+            changes: &'a AccountChanges,
+        ) -> BoxFuture<'a, StoreResult<Option<Account>>> {
+            Box::pin(async move {
+                let sql = format!(
+                    "UPDATE users SET display_name = CASE WHEN CAST($2 AS BOOLEAN) THEN $3 ELSE display_name END, \
+                     password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1 RETURNING {COLUMNS}"
+                );
+                let row: Option<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(changes.display_name.is_some())
+                    .bind(changes.display_name.as_ref().and_then(Option::as_deref))
+                    .bind(changes.password_hash.as_ref().map(|h| h.expose().as_str()))
+                    .bind(now())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(Account::try_from).transpose()
+            })
+        }
+
+        fn count_admins(&self) -> BoxFuture<'_, StoreResult<i64>> {
+            Box::pin(async move {
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count)
+            })
+        }
+    }
+}
