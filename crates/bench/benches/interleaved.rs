@@ -118,4 +118,19 @@ fn main() {
             })
             .collect(),
     );
+
+    // The same routers finalized with `with_state(())`, as `axum::serve` does (`into_make_service`):
+    // layers are applied once, not per request.
+    let served: Vec<_> = apps.iter().map(|(name, app)| (*name, app.clone().with_state::<()>(()))).collect();
+    table(
+        "server_served",
+        REQUESTS,
+        served
+            .iter()
+            .map(|(name, app)| {
+                let measure: Measure<'_> = Box::new(|| rt.block_on(common::server_loop(app, REQUESTS)));
+                (*name, measure)
+            })
+            .collect(),
+    );
 }
