@@ -301,15 +301,15 @@ pub async fn temp_postgres_url() -> Option<Result<String, sqlx::Error>> {
     Some(
         async {
             let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
-            let pool = PgPoolOptions::new().max_connections(1).connect(&admin).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
-            pool.close().await;
             let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
             let base = base.rsplit_once('/').map_or(base, |(server, _db)| server);
-            Ok(match query {
+            let url = match query {
                 Some(q) => format!("{base}/{name}?{q}"),
                 None => format!("{base}/{name}"),
-            })
+            };
+            // The same creation `Db::connect` does at start-up, done here so the URL names a database.
+            create_postgres_database(&url).await?;
+            Ok(url)
         }
         .await,
     )
