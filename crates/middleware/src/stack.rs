@@ -18,7 +18,7 @@
 //!
 //! | layer | why here |
 //! |---|---|
-//! | [total deadline](crate::timeout::ClientDeadlineLayer) | one budget for the call and all its retries (a default one when the caller set none) |
+//! | [total deadline](crate::timeout::ClientDeadlineLayer) | one budget for the call and all its retries (a default one when the caller set none); writes no header |
 //! | [retry](crate::retry) | outside the breaker, so an open circuit is answered at once instead of being retried into |
 //! | [circuit breaker](crate::circuit_breaker) | sees every attempt, so a failing downstream trips it quickly |
 //! | [trace](crate::trace) | inside retry: each attempt is its own client span, child of the current server span |
@@ -289,8 +289,12 @@ impl ClientStackBuilder {
     /// Builds the stack; fails on a zero budget or timeout.
     pub fn build(self) -> Result<ClientStack, InvalidConfig> {
         let peer = self.peer;
-        let total =
-            ClientDeadlineLayer::builder().default_budget(self.total_budget).name(peer.clone()).build()?;
+        // The total deadline only sets the deadline; the attempt layer writes what remains, per attempt.
+        let total = ClientDeadlineLayer::builder()
+            .default_budget(self.total_budget)
+            .write_headers(false)
+            .name(peer.clone())
+            .build()?;
         let attempt_deadline = ClientDeadlineLayer::builder().name(peer.clone()).build()?;
         let attempt_timeout = TimeoutLayer::builder(self.attempt_timeout).name(peer.clone()).build()?;
         let retry = match self.retry {

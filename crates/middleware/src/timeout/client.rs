@@ -26,6 +26,7 @@ pub struct ClientDeadlineLayer {
 struct ClientShared {
     header: HeaderName,
     grpc_timeout: bool,
+    write_headers: bool,
     default_budget: Option<Duration>,
     name: Cow<'static, str>,
     expired: Counter,
@@ -36,6 +37,7 @@ impl fmt::Debug for ClientShared {
         f.debug_struct("ClientShared")
             .field("header", &self.header)
             .field("grpc_timeout", &self.grpc_timeout)
+            .field("write_headers", &self.write_headers)
             .field("default_budget", &self.default_budget)
             .field("name", &self.name)
             .finish_non_exhaustive()
@@ -54,6 +56,7 @@ impl ClientDeadlineLayer {
         ClientDeadlineBuilder {
             header: Ok(HeaderName::from_static(BUDGET_HEADER)),
             grpc_timeout: false,
+            write_headers: true,
             default_budget: None,
             name: Cow::Borrowed("default"),
         }
@@ -80,6 +83,7 @@ impl<S> Layer<S> for ClientDeadlineLayer {
 pub struct ClientDeadlineBuilder {
     header: Result<HeaderName, InvalidConfig>,
     grpc_timeout: bool,
+    write_headers: bool,
     default_budget: Option<Duration>,
     name: Cow<'static, str>,
 }
@@ -95,6 +99,14 @@ impl ClientDeadlineBuilder {
     /// Whether to write the gRPC `grpc-timeout` header too (default `false`).
     pub fn grpc_timeout(mut self, enabled: bool) -> Self {
         self.grpc_timeout = enabled;
+        self
+    }
+
+    /// Whether to write the budget headers at all (default `true`). A total-deadline layer outside a
+    /// retry layer sets `false`: it only gives calls their [`Deadline`] and fails expired ones, and the
+    /// layer inside the retry writes what remains on each attempt, so the header is not written twice.
+    pub fn write_headers(mut self, enabled: bool) -> Self {
+        self.write_headers = enabled;
         self
     }
 
@@ -125,6 +137,7 @@ impl ClientDeadlineBuilder {
         let shared = ClientShared {
             header,
             grpc_timeout: self.grpc_timeout,
+            write_headers: self.write_headers,
             default_budget: self.default_budget,
             name: self.name,
             expired,
@@ -172,11 +185,13 @@ where
             tracing::debug!(name = %shared.name, "deadline passed before sending the call");
             return ClientDeadlineFuture::expired();
         }
-        // Header values own their bytes: one small allocation per call that carries a deadline.
-        let headers = req.headers_mut();
-        headers.insert(&shared.header, budget::format_millis(remaining));
-        if shared.grpc_timeout {
-            headers.insert(GRPC_TIMEOUT, budget::format_grpc(remaining));
+        if shared.write_headers {
+            // Header values own their bytes: one small allocation per call that carries a deadline.
+            let headers = req.headers_mut();
+            headers.insert(&shared.header, budget::format_millis(remaining));
+            if shared.grpc_timeout {
+                headers.insert(GRPC_TIMEOUT, budget::format_grpc(remaining));
+            }
         }
         ClientDeadlineFuture::called(self.inner.call(req))
     }

@@ -46,7 +46,8 @@
 //!    made outside any request): the *total* deadline, so retries share one budget and the retry layer
 //!    never sleeps past it. It writes the budget header once; to send each attempt the exact remaining
 //!    budget, add a second `ClientDeadlineLayer::new()` inside the retry layer (it overwrites the header
-//!    and fails an attempt whose deadline passed during backoff).
+//!    and fails an attempt whose deadline passed during backoff), and build the outer one with
+//!    [`write_headers(false)`](ClientDeadlineBuilder::write_headers) so the header is written once.
 //! 2. retry, then circuit breaker.
 //! 3. [`TimeoutLayer`]: the *per-attempt* timeout, clamped to what remains of the deadline.
 //!

@@ -443,6 +443,24 @@ async fn client_without_a_deadline_leaves_the_request_alone_unless_given_a_defau
 }
 
 #[tokio::test(start_paused = true)]
+async fn client_without_header_writing_only_sets_and_enforces_the_deadline() {
+    let layer = ClientDeadlineLayer::builder().default_budget(ms(250)).write_headers(false).build().unwrap();
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
+    assert!(svc.poll_ready().is_ready());
+    let _fut = svc.call(Request::new(()));
+    let (sent, _respond) = handle.next_request().await.unwrap();
+    assert!(sent.headers().get("x-request-timeout-ms").is_none(), "no header written");
+    assert_eq!(Deadline::of(&sent), Some(Deadline::at(Instant::now() + ms(250))));
+
+    // An expired call still fails without being sent.
+    let req = request_with_deadline(ms(10));
+    advance(ms(10)).await;
+    assert!(svc.poll_ready().is_ready());
+    assert!(svc.call(req).await.unwrap_err().is::<DeadlineExceeded>());
+    assert!(handle.poll_request().is_pending(), "nothing may be sent");
+}
+
+#[tokio::test(start_paused = true)]
 async fn client_stack_per_attempt_timeout_is_clamped_by_the_total_deadline() {
     let layer = ServiceBuilder::new()
         .layer(ClientDeadlineLayer::builder().default_budget(ms(100)).build().unwrap())
