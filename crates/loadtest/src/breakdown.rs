@@ -4,7 +4,7 @@
 //! | variant | what runs |
 //! |---|---|
 //! | `bare-stack` | the bare handler behind the palisade [`ServerStack`] only (with the kit's logging and Prometheus recorder, as `shop` installs them) |
-//! | `bare-kit` | the bare handler behind everything [`kit::server::app`] adds: the stack, `problem_context`, body limit, JWT keys extension, and the operational routes beside it |
+//! | `bare-kit` | the bare handler behind everything [`kit::server::app`] adds: the stack, `ProblemContextLayer`, body limit, JWT keys extension, and the operational routes beside it |
 //! | `catalog-handlers` | the catalog's own `/v1` routes (kit extractors, `Store` trait object, cache lookup with the cache off) with no layers |
 //!
 //! The full catalog itself is `shop catalog`.

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AdminUser;
 use kit::error::{ApiError, Problem};
-use kit::extract::{Json, Path, Query};
+use kit::extract::{IfNoneMatch, Json, Path, Query};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -101,7 +101,7 @@ async fn list_products(
 async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (etag, body) = if let Some(cached) = state.cache.get(id) {
         (cached.etag, cached.body)
@@ -109,10 +109,10 @@ async fn get_product(
         let ticket = state.cache.ticket();
         let product = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
         let (etag, body) = (product.etag(), to_bytes(&product)?);
-        state.cache.put(ticket, id, etag.clone(), body.clone());
+        state.cache.put(ticket, id, &etag, &body);
         (etag, body)
     };
-    if if_none_match(&headers, &etag) {
+    if if_none_match.matches(&etag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(value) = HeaderValue::from_str(&etag) {
             res.headers_mut().insert(header::ETAG, value);
@@ -120,19 +120,6 @@ async fn get_product(
         return Ok(res);
     }
     Ok(json_response(StatusCode::OK, &etag, body))
-}
-
-/// Whether `If-None-Match` lists `etag` (or `*`); weak comparison, as RFC 9110 §13.1.2 requires.
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|candidate| {
-            let candidate = candidate.trim();
-            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-        })
 }
 
 /// Create a product (admin).

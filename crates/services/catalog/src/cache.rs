@@ -70,6 +70,9 @@ impl ProductCache {
 
     /// The fresh entry for `id`.
     pub fn get(&self, id: Uuid) -> Option<Cached> {
+        if !self.is_enabled() {
+            return None;
+        }
         let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.get(&id).filter(|c| c.stored.elapsed() < self.ttl).cloned()
     }
@@ -81,8 +84,9 @@ impl ProductCache {
 
     /// Stores the response for `id`, read after `ticket` was taken, unless an invalidation happened
     /// since (the read may have seen a row that is already replaced).
-    pub fn put(&self, ticket: Ticket, id: Uuid, etag: String, body: Bytes) {
-        if self.ttl.is_zero() || self.max_entries == 0 {
+    /// Copies `etag` and `body` only when it stores them.
+    pub fn put(&self, ticket: Ticket, id: Uuid, etag: &str, body: &Bytes) {
+        if !self.is_enabled() {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -93,7 +97,12 @@ impl ProductCache {
         if entries.len() >= self.max_entries && !entries.contains_key(&id) {
             entries.clear();
         }
-        entries.insert(id, Cached { etag, body, stored: Instant::now() });
+        entries.insert(id, Cached { etag: etag.to_owned(), body: body.clone(), stored: Instant::now() });
+    }
+
+    /// Whether it caches at all (`ttl_ms` and `max_entries` both above zero).
+    pub fn is_enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.max_entries != 0
     }
 
     /// Drops `id` (after an update or delete).
@@ -118,11 +127,11 @@ mod tests {
         let id = Uuid::new_v4();
         let ticket = cache.ticket(); // the read starts, sees the old row …
         cache.invalidate(id); // … an update commits and invalidates …
-        cache.put(ticket, id, "\"old\"".into(), Bytes::from_static(b"old")); // … the old row arrives
+        cache.put(ticket, id, "\"old\"", &Bytes::from_static(b"old")); // … the old row arrives
         assert!(cache.get(id).is_none(), "a stale row was cached after its invalidation");
 
         let ticket = cache.ticket();
-        cache.put(ticket, id, "\"new\"".into(), Bytes::from_static(b"new"));
+        cache.put(ticket, id, "\"new\"", &Bytes::from_static(b"new"));
         assert_eq!(cache.get(id).map(|c| c.etag), Some("\"new\"".to_owned()));
     }
 
@@ -130,7 +139,7 @@ mod tests {
     fn invalidate_drops_the_entry() {
         let cache = cache();
         let id = Uuid::new_v4();
-        cache.put(cache.ticket(), id, "\"v1\"".into(), Bytes::from_static(b"v1"));
+        cache.put(cache.ticket(), id, "\"v1\"", &Bytes::from_static(b"v1"));
         cache.invalidate(id);
         assert!(cache.get(id).is_none());
     }

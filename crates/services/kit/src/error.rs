@@ -1,19 +1,20 @@
 //! [`ApiError`]: every error response is RFC 9457 `application/problem+json`.
 //!
 //! Handlers return `Result<_, ApiError>`. The body is rendered when the error becomes a response;
-//! [`problem_context`] (installed on every route by [`crate::server`]) then adds the request's
+//! [`ProblemContextLayer`] (installed on every route by [`crate::server`]) then adds the request's
 //! `instance` (path) and `trace_id`, and turns the framework's own bodiless errors (405, 413, …) into
 //! problem documents. That middleware is the one mechanism: handlers never pass the request along.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use palisade::trace::TraceContext;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use palisade::trace::{TraceContext, TraceId};
 use serde::Serialize;
 
 /// The `Content-Type` of problem documents.
@@ -218,7 +219,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let Repr { problem, headers } = *self.0;
         let mut res = render(&problem, status, headers);
-        // Kept so `problem_context` can re-render it with the request's path and trace id.
+        // Kept so `ProblemContextLayer` can re-render it with the request's path and trace id.
         res.extensions_mut().insert(RenderedProblem(problem));
         res
     }
@@ -227,13 +228,73 @@ impl IntoResponse for ApiError {
 #[derive(Clone, Debug)]
 struct RenderedProblem(Problem);
 
-/// Middleware (`axum::middleware::from_fn`): completes every error response as a problem document
-/// with `instance` and `trace_id`. Responses that are already problem+json from elsewhere (the
-/// palisade layers) pass unchanged; bodiless framework errors (405, 413, …) get a document.
-pub async fn problem_context(req: Request, next: Next) -> Response {
-    let uri = req.uri().clone();
-    let trace_id = req.extensions().get::<TraceContext>().map(TraceContext::trace_id);
-    let res = next.run(req).await;
+/// The layer (installed on every route by [`crate::server`]) that completes every error response as a
+/// problem document with `instance` and `trace_id`. Responses that are already problem+json from
+/// elsewhere (the palisade layers) pass unchanged; bodiless framework errors (405, 413, …) get a
+/// document.
+///
+/// A typed tower layer rather than `axum::middleware::from_fn`: that one boxes a future and clones
+/// the inner service into a boxed `Next` on every request, on the hot path of every service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProblemContextLayer;
+
+impl<S> tower::Layer<S> for ProblemContextLayer {
+    type Service = ProblemContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProblemContext { inner }
+    }
+}
+
+/// The service of [`ProblemContextLayer`].
+#[derive(Clone, Debug)]
+pub struct ProblemContext<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for ProblemContext<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ProblemContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let uri = req.uri().clone();
+        let trace_id = req.extensions().get::<TraceContext>().map(TraceContext::trace_id);
+        ProblemContextFuture { inner: self.inner.call(req), context: Some((uri, trace_id)) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ProblemContext`].
+    pub struct ProblemContextFuture<F> {
+        #[pin]
+        inner: F,
+        context: Option<(Uri, Option<TraceId>)>,
+    }
+}
+
+impl<F, E> Future for ProblemContextFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let (uri, trace_id) = this.context.take().expect("polled after completion");
+        Poll::Ready(Ok(complete_problem(res, &uri, trace_id)))
+    }
+}
+
+fn complete_problem(res: Response, uri: &Uri, trace_id: Option<TraceId>) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;

@@ -9,14 +9,15 @@
 //! | path segment that does not parse | 400 |
 //! | query string that does not parse | 400, with the parameter's name |
 //!
-//! [`ClientIp`] gives the peer address (for per-address rate limits) and never rejects.
+//! [`ClientIp`] gives the peer address (for per-address rate limits) and [`IfNoneMatch`] the
+//! `If-None-Match` header; neither rejects.
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
@@ -158,6 +159,31 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
         Ok(Self(info.map(|info| info.0.ip())))
+    }
+}
+
+/// The `If-None-Match` header of a request, for conditional `GET`s. Unlike extracting the whole
+/// `HeaderMap` (which clones every header), it copies only this header's values, and nothing when
+/// the header is absent.
+#[derive(Clone, Debug, Default)]
+pub struct IfNoneMatch(Vec<HeaderValue>);
+
+impl IfNoneMatch {
+    /// Whether the header lists `etag` (a quoted entity tag) or `*`; weak comparison, as RFC 9110
+    /// §13.1.2 requires.
+    pub fn matches(&self, etag: &str) -> bool {
+        self.0.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|candidate| {
+            let candidate = candidate.trim();
+            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get_all(header::IF_NONE_MATCH).iter().cloned().collect()))
     }
 }
 
@@ -336,5 +362,28 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert!(errors.is_empty(), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn if_none_match_compares_weakly_across_lists_and_headers() {
+        use axum::extract::FromRequestParts;
+
+        let (mut parts, ()) = http::Request::get("/")
+            .header(http::header::IF_NONE_MATCH, "\"a\", W/\"b\"")
+            .header(http::header::IF_NONE_MATCH, "\"c\"")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let header = super::IfNoneMatch::from_request_parts(&mut parts, &()).await.unwrap();
+        for etag in ["\"a\"", "\"b\"", "\"c\""] {
+            assert!(header.matches(etag), "{etag}");
+        }
+        assert!(!header.matches("\"d\""));
+
+        let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        let absent = super::IfNoneMatch::from_request_parts(&mut parts, &()).await.unwrap();
+        assert!(!absent.matches("\"a\""));
+        let star = super::IfNoneMatch(vec![http::HeaderValue::from_static("*")]);
+        assert!(star.matches("\"anything\""));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Layers on every route, outermost first: the palisade [`ServerStack`] (trace → metrics → problem →
 //! deadline → timeout → breaker), the JWT keys (request extension for [`crate::auth`]), the body
-//! limit (413), and [`problem_context`] (fills `instance`/`trace_id` into problem documents).
+//! limit (413), and [`ProblemContextLayer`] (fills `instance`/`trace_id` into problem documents).
 //!
 //! Operational routes, outside `/v1` and outside the OpenAPI paths: `/livez`, `/readyz`, `/metrics`,
 //! `/openapi.json`, `/docs` (Swagger UI, assets in the binary).
@@ -13,18 +13,19 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::{Extension, Router, middleware};
+use axum::{Extension, Router};
 use http::{HeaderValue, header};
 use palisade::InvalidConfig;
 use palisade::stack::ServerStack;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::JwtKeys;
 use crate::config::ServiceConfig;
-use crate::error::{not_found, problem_context};
+use crate::error::{ProblemContextLayer, not_found};
 use crate::health::Health;
 use crate::telemetry;
 
@@ -50,10 +51,15 @@ pub fn app(
         .route("/metrics", metrics)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(not_found)
-        .layer(middleware::from_fn(problem_context))
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(Extension(keys))
-        .layer(stack))
+        // One `Router::layer` call for the whole stack: axum boxes each call's result per route and
+        // clones every box level on each request, so n calls cost ~n²/2 allocations per request.
+        .layer(
+            ServiceBuilder::new()
+                .layer(stack)
+                .layer(Extension(keys))
+                .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+                .layer(ProblemContextLayer),
+        ))
 }
 
 /// A bound, not yet running server.

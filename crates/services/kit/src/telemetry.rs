@@ -1,7 +1,7 @@
 //! Logging and the process's Prometheus recorder.
 //!
 //! [`init`] installs a `tracing-subscriber`: filter from `RUST_LOG` (default `info`), output pretty
-//! or JSON (`LOG_FORMAT=json`). Every line logged inside a request carries the palisade server
+//! or JSON (`LOG_FORMAT=json`); pretty output is coloured only on a terminal. Every line logged inside a request carries the palisade server
 //! span's fields, among them `trace_id`. Neither the kit nor palisade records request headers, so
 //! `Authorization` and cookies never reach the logs.
 //!
@@ -9,6 +9,7 @@
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
 //! histograms.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -19,7 +20,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal (and not with `NO_COLOR`): escape codes in a log file
+    // or pipe are noise, and styling every span field costs CPU on each request.
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _already_set = if json {
         builder.json().with_current_span(true).with_span_list(false).try_init()
     } else {

@@ -10,8 +10,14 @@ use uuid::Uuid;
 use super::{ProductRow, Store, StoreResult, like_pattern, on_conflict};
 use crate::model::{ListFilter, Product, ProductInput};
 
-const COLUMNS: &str =
-    "id, sku, name, description, category, price_amount, price_currency, version, created_at, updated_at";
+/// The columns of a product row, in `ProductRow` order (a macro so that `concat!` can build constant
+/// SQL from it).
+macro_rules! columns {
+    () => {
+        "id, sku, name, description, category, price_amount, price_currency, version, created_at, updated_at"
+    };
+}
+const COLUMNS: &str = columns!();
 
 kit::sql_store! {
     /// Products in SQLite.
@@ -44,7 +50,7 @@ kit::sql_store! {
         fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Product>>> {
             Box::pin(async move {
                 let row: Option<ProductRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = $1")))
+                    sqlx::query_as(concat!("SELECT ", columns!(), " FROM products WHERE id = $1"))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
