@@ -52,8 +52,8 @@ async fn price(Path(id): Path<u32>, req: Request) -> Response {
 
 /// The storefront handler: calls `prices` with the caller's deadline; the client stack adds trace
 /// context, retries, breaker, metrics and the per-attempt timeout.
-async fn product(State(prices): State<Prices>, req: Request) -> Response {
-    let trace_id = req.extensions().get::<TraceContext>().map(TraceContext::trace_id);
+async fn product(State(prices): State<Prices>, trace: TraceContext, req: Request) -> Response {
+    let trace_id = trace.trace_id();
     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     let id = req.uri().path().rsplit('/').next().unwrap_or("0").to_owned();
     let mut out = http::Request::get(format!("http://127.0.0.1:3001/v1/prices/{id}{query}"))
@@ -76,10 +76,7 @@ async fn product(State(prices): State<Prices>, req: Request) -> Response {
         // An open circuit, a deadline, a transport error: the same mapping the server stack uses.
         Err(err) => problem_for_error(&*err),
     };
-    match trace_id {
-        Some(id) => problem.with_trace_id(id).into_response(),
-        None => problem.into_response(),
-    }
+    problem.with_trace_id(trace_id).into_response()
 }
 
 #[tokio::main]

@@ -12,7 +12,7 @@
 //! | anything else | `500 Internal Server Error` | the cause is logged, never sent |
 //!
 //! A retry whose budget is exhausted is not an error: the retry layer returns the last failure as it
-//! was. The `trace_id` member is filled from the request's [`TraceContext`](crate::trace::TraceContext)
+//! was. The `trace_id` member is filled from the current [`TraceContext`](crate::trace::TraceContext)
 //! when the trace layer runs outside this one.
 //!
 //! ```
@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt as _, Either, Full};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -50,8 +50,55 @@ use crate::BoxError;
 /// The `Content-Type` of problem responses.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-/// A response body that is either the inner service's body or a problem document.
-pub type ProblemBody<B> = Either<B, Full<Bytes>>;
+/// A response body type a problem document can be written into. [`Problems`] keeps the inner
+/// service's body type, so in front of an axum handler the response stays an `axum::body::Body`
+/// (axum boxes any other body type again, on every request).
+///
+/// Implemented for `axum::body::Body` (feature `axum`), `Full<D>`, `Either<L, R>` (as `Right`), the
+/// boxed bodies of `http-body-util`, and `String`. For another body type, map it into one of these
+/// (e.g. `Either<YourBody, Full<Bytes>>`) below the layer.
+pub trait ProblemBody: Sized {
+    /// A body holding `json`, a rendered problem document.
+    fn from_problem(json: Bytes) -> Self;
+}
+
+impl<D: From<Bytes> + bytes::Buf> ProblemBody for Full<D> {
+    fn from_problem(json: Bytes) -> Self {
+        Self::new(D::from(json))
+    }
+}
+
+impl<L, R: ProblemBody> ProblemBody for Either<L, R> {
+    fn from_problem(json: Bytes) -> Self {
+        Self::Right(R::from_problem(json))
+    }
+}
+
+impl<E> ProblemBody for http_body_util::combinators::BoxBody<Bytes, E> {
+    fn from_problem(json: Bytes) -> Self {
+        Self::new(Full::new(json).map_err(|never| match never {}))
+    }
+}
+
+impl<E> ProblemBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+    fn from_problem(json: Bytes) -> Self {
+        Self::new(Full::new(json).map_err(|never| match never {}))
+    }
+}
+
+impl ProblemBody for String {
+    fn from_problem(json: Bytes) -> Self {
+        // Problem documents are always UTF-8 (`Problem::to_json`).
+        Self::from_utf8_lossy(&json).into_owned()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl ProblemBody for axum::body::Body {
+    fn from_problem(json: Bytes) -> Self {
+        Self::from(json)
+    }
+}
 
 /// An RFC 9457 problem document, rendered to JSON without any serialization dependency.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,8 +180,8 @@ impl Problem {
     }
 
     /// The response: status, `Content-Type: application/problem+json`, `Retry-After` when set.
-    pub fn into_http_response(self) -> Response<Full<Bytes>> {
-        let mut res = Response::new(Full::new(Bytes::from(self.to_json())));
+    pub fn into_http_response<B: ProblemBody>(self) -> Response<B> {
+        let mut res = Response::new(B::from_problem(Bytes::from(self.to_json())));
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -149,7 +196,7 @@ impl Problem {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Problem {
     fn into_response(self) -> axum::response::Response {
-        self.into_http_response().map(axum::body::Body::new)
+        self.into_http_response()
     }
 }
 
@@ -261,11 +308,13 @@ impl<S, ReqB, ResB> Service<Request<ReqB>> for Problems<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
+    ResB: ProblemBody,
 {
-    type Response = Response<ProblemBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = Infallible;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_none()
             && let Err(err) = ready!(self.inner.poll_ready(cx))
@@ -275,6 +324,7 @@ where
         Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let trace_id = trace_id_of(&req);
         let state = match self.ready_error.take() {
@@ -291,8 +341,8 @@ type TraceIdSlot = Option<crate::trace::TraceId>;
 type TraceIdSlot = Option<Infallible>;
 
 #[cfg(feature = "trace")]
-fn trace_id_of<B>(req: &Request<B>) -> TraceIdSlot {
-    req.extensions().get::<crate::trace::TraceContext>().map(crate::trace::TraceContext::trace_id)
+fn trace_id_of<B>(_req: &Request<B>) -> TraceIdSlot {
+    crate::trace::TraceContext::current_trace_id()
 }
 
 #[cfg(not(feature = "trace"))]
@@ -327,14 +377,16 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
+    B: ProblemBody,
 {
-    type Output = Result<Response<ProblemBody<B>>, Infallible>;
+    type Output = Result<Response<B>, Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let err: BoxError = match this.state.project() {
             StateProj::Calling { fut } => match ready!(fut.poll(cx)) {
-                Ok(res) => return Poll::Ready(Ok(res.map(Either::Left))),
+                Ok(res) => return Poll::Ready(Ok(res)),
                 Err(err) => err.into(),
             },
             StateProj::Failed { err } => err.take().expect("polled after completion"),
@@ -343,7 +395,7 @@ where
         if let Some(id) = this.trace_id.take() {
             problem = problem.with_trace_id(id);
         }
-        Poll::Ready(Ok(problem.into_http_response().map(Either::Right)))
+        Poll::Ready(Ok(problem.into_http_response()))
     }
 }
 
@@ -364,11 +416,11 @@ mod tests {
     fn retry_after_rounds_up_to_whole_seconds() {
         let res = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(Duration::from_millis(1500))
-            .into_http_response();
+            .into_http_response::<Full<Bytes>>();
         assert_eq!(res.headers()[header::RETRY_AFTER], "2");
         let res = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(Duration::ZERO)
-            .into_http_response();
+            .into_http_response::<Full<Bytes>>();
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
     }
 

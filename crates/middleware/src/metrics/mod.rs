@@ -187,6 +187,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let target = if self.shared.is_fixed() { None } else { self.target.target(&req) };
         let in_flight = InFlight::start(self.shared.series(req.method(), target));

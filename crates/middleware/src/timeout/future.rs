@@ -25,6 +25,15 @@ pin_project! {
     }
 }
 
+/// When the timer of a [`ResponseFuture`] fires.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Until {
+    /// At this instant; `None`: further than the clock can say (wait as long as tokio can).
+    At(Option<Instant>),
+    /// This long after the inner future first returns `Pending`.
+    After(Duration),
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<F> {
@@ -34,9 +43,7 @@ pin_project! {
             // `None` until the inner future first returns `Pending`.
             #[pin]
             sleep: Option<Sleep>,
-            // The deadline of the timer; `None`: further than the clock can say (wait as long as
-            // tokio can).
-            until: Option<Instant>,
+            until: Until,
             kind: Kind,
             shared: Arc<TimeoutShared>,
         },
@@ -46,7 +53,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn running(fut: F, until: Option<Instant>, kind: Kind, shared: Arc<TimeoutShared>) -> Self {
+    pub(crate) fn running(fut: F, until: Until, kind: Kind, shared: Arc<TimeoutShared>) -> Self {
         Self { state: State::Running { fut, sleep: None, until, kind, shared } }
     }
 
@@ -68,6 +75,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Running { fut, mut sleep, until, kind, shared } => {
@@ -77,8 +85,15 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 if sleep.is_none() {
-                    sleep.set(Some(match *until {
-                        Some(until) => tokio::time::sleep_until(until),
+                    let at = match *until {
+                        Until::At(at) => at,
+                        // Counted from here: the one clock read of a call without a caller deadline,
+                        // skipped entirely when the answer is ready at once. The timeout so starts after
+                        // the inner future's first poll, which cannot be interrupted anyway.
+                        Until::After(timeout) => Instant::now().checked_add(timeout),
+                    };
+                    sleep.set(Some(match at {
+                        Some(at) => tokio::time::sleep_until(at),
                         None => tokio::time::sleep(Duration::MAX),
                     }));
                 }
@@ -128,6 +143,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.as_pin_mut() {
             Some(fut) => fut.poll(cx).map_err(Into::into),

@@ -109,7 +109,7 @@ mod layer;
 mod server;
 
 pub use client::{ClientDeadline, ClientDeadlineBuilder, ClientDeadlineLayer};
-use future::ResponseFuture;
+use future::{ResponseFuture, Until};
 use layer::{Kind, TimeoutShared};
 pub use layer::{TimeoutBuilder, TimeoutLayer};
 pub use server::{ServerDeadline, ServerDeadlineBuilder, ServerDeadlineLayer};
@@ -150,27 +150,34 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The one clock read of the call.
+        let timeout = self.shared.timeout;
+        let Some(deadline) = Deadline::of(&req).map(Deadline::instant) else {
+            // No caller deadline: the clock is read only if the inner future is not ready at once
+            // (see `Until::After`).
+            return ResponseFuture::running(
+                self.inner.call(req),
+                Until::After(timeout),
+                Kind::Timeout,
+                Arc::clone(&self.shared),
+            );
+        };
         let now = Instant::now();
-        let mut until = now.checked_add(self.shared.timeout);
-        let mut kind = Kind::Timeout;
-        if let Some(deadline) = Deadline::of(&req).map(Deadline::instant) {
-            if deadline <= now {
-                self.shared.record(Kind::Deadline);
-                return ResponseFuture::expired();
-            }
-            if until.is_none_or(|until| deadline < until) {
-                until = Some(deadline);
-                kind = Kind::Deadline;
-            }
+        if deadline <= now {
+            self.shared.record(Kind::Deadline);
+            return ResponseFuture::expired();
         }
-        // The future makes its timer only if the inner future is not ready at once (`until` is `None`
-        // for a timeout too large for the clock: it then waits as long as tokio can). It shares the
+        let (until, kind) = match now.checked_add(timeout) {
+            Some(until) if until <= deadline => (Until::At(Some(until)), Kind::Timeout),
+            _ => (Until::At(Some(deadline)), Kind::Deadline),
+        };
+        // The future makes its timer only if the inner future is not ready at once. It shares the
         // metric handles: one reference-count increment, no allocation.
         ResponseFuture::running(self.inner.call(req), until, kind, Arc::clone(&self.shared))
     }

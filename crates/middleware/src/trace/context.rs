@@ -176,8 +176,8 @@ impl fmt::Debug for TraceFlags {
 /// The trace context of one span (the server span of a request, or a client call): which trace it
 /// belongs to, its own span id, its parent's, the flags, and the vendor `tracestate` passed through.
 ///
-/// The server layer stores it in the request's extensions (axum: `Extension<TraceContext>`) and makes it
-/// the thread's [`current`](Self::current) context while the handler runs; the client layer makes its
+/// The server layer makes it the thread's [`current`](Self::current) context while the handler runs
+/// (with the `axum` feature, a handler can also take it as an extractor); the client layer makes its
 /// outgoing `traceparent` a child of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -284,6 +284,11 @@ impl TraceContext {
     /// itself, in the outgoing request's extensions.
     pub fn current() -> Option<Self> {
         CURRENT.with(|current| current.borrow().clone())
+    }
+
+    /// The trace id of the thread's current context, without cloning it.
+    pub(crate) fn current_trace_id() -> Option<TraceId> {
+        CURRENT.with(|current| current.borrow().as_ref().map(Self::trace_id))
     }
 
     /// A child of the thread's current context, without cloning the current one first.

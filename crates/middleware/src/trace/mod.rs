@@ -3,9 +3,9 @@
 //!
 //! **Server** ([`TraceContextLayer::server`]): reads the caller's `traceparent` (a missing or invalid
 //! one starts a new trace with random ids; `tracestate` is passed through when well formed and within
-//! 32 members / 512 characters, dropped otherwise), gives the request a new span id, stores the
-//! [`TraceContext`] in the request's extensions (axum: `Extension<TraceContext>`), polls the handler
-//! inside an `http_request` [`tracing`] span with fields `trace_id`, `span_id`, `http.request.method`,
+//! 32 members / 512 characters, dropped otherwise), gives the request a new span id, makes that
+//! [`TraceContext`] the [current](TraceContext::current) one while the handler runs (axum: take it as
+//! an extractor, `async fn handler(trace: TraceContext)`), polls the handler inside an `http_request` [`tracing`] span with fields `trace_id`, `span_id`, `http.request.method`,
 //! `url.path` and, with the `axum` feature, `http.route` — so every log line of the handler carries
 //! `trace_id` — and echoes a `traceparent` naming the server span on the response.
 //!
@@ -33,8 +33,9 @@
 //!
 //! Parsing decodes hex into arrays, and `traceparent` is formatted into a 55-byte stack buffer; the
 //! ids are recorded in spans with `display`, so the hex goes straight into the subscriber's buffer.
-//! Per request, the allocations are the extension map entry and the echoed header value (plus what the
-//! subscriber does with the span). The span level is configurable ([`ServerTraceLayer::level`]).
+//! Per request, the one allocation is the echoed header value (plus what the subscriber does with the
+//! span). The context is not put in the request's extensions: growing that map cost more than the
+//! rest of the layer without a span (docs/decisions/005). The span level is configurable ([`ServerTraceLayer::level`]).
 //!
 //! # Example
 //!
@@ -46,7 +47,7 @@
 //! # async fn main() {
 //! let svc = ServiceBuilder::new().layer(TraceContextLayer::server()).service(service_fn(
 //!     |req: http::Request<()>| async move {
-//!         let context = req.extensions().get::<TraceContext>().unwrap();
+//!         let context = TraceContext::current().unwrap(); // axum: a `TraceContext` extractor
 //!         tracing::info!("handling"); // logged with `trace_id=4bf92f35…` under a fmt subscriber
 //!         assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(()))
@@ -70,6 +71,8 @@
 mod client;
 mod context;
 pub mod error;
+#[cfg(feature = "axum")]
+mod extract;
 pub mod future;
 mod header;
 #[cfg(feature = "opentelemetry")]

@@ -47,8 +47,7 @@ struct Hits {
 }
 
 /// Answers with what the handler saw: the trace id of its context and the remaining budget.
-async fn echo(req: Request) -> String {
-    let ctx = req.extensions().get::<TraceContext>().expect("trace layer ran").clone();
+async fn echo(ctx: TraceContext, req: Request) -> String {
     let budget = Deadline::of(&req).map_or(-1, |d| i64::try_from(d.remaining().as_millis()).unwrap());
     let incoming =
         req.headers().get("traceparent").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();

@@ -26,9 +26,9 @@ fn request(headers: &[(&str, &str)]) -> Request<()> {
     builder.body(()).unwrap()
 }
 
-/// A handler that answers with the `TraceContext` it found in its request's extensions.
-async fn echo_context(req: Request<()>) -> Result<Response<Option<TraceContext>>, Infallible> {
-    Ok(Response::new(req.extensions().get::<TraceContext>().cloned()))
+/// A handler that answers with the thread's current `TraceContext` (set by the server layer).
+async fn echo_context(_req: Request<()>) -> Result<Response<Option<TraceContext>>, Infallible> {
+    Ok(Response::new(TraceContext::current()))
 }
 
 async fn serve(layer: ServerTraceLayer, req: Request<()>) -> Response<Option<TraceContext>> {
@@ -478,14 +478,14 @@ async fn a_context_in_the_request_extensions_wins() {
 async fn current_is_set_only_while_the_handler_is_polled() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen_in_handler = seen.clone();
-    let svc = TraceContextLayer::server().layer(service_fn(move |req: Request<()>| {
+    let svc = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
         let seen = seen_in_handler.clone();
-        let from_extensions = req.extensions().get::<TraceContext>().cloned();
+        let in_call = TraceContext::current(); // the service's `call` runs inside the scope too
         async move {
             seen.lock().unwrap().push(TraceContext::current());
             tokio::task::yield_now().await; // a second poll sees it again
             seen.lock().unwrap().push(TraceContext::current());
-            assert_eq!(TraceContext::current(), from_extensions);
+            assert_eq!(TraceContext::current(), in_call);
             Ok::<_, Infallible>(Response::new(()))
         }
     }));
@@ -530,10 +530,10 @@ mod opentelemetry_bridge;
 #[cfg(feature = "axum")]
 #[tokio::test]
 async fn axum_handlers_read_the_context_and_spans_carry_the_route() {
+    use axum::Router;
     use axum::routing::get;
-    use axum::{Extension, Router};
 
-    async fn get_order(Extension(context): Extension<TraceContext>) -> String {
+    async fn get_order(context: TraceContext) -> String {
         tracing::info!("loading the order");
         context.trace_id().to_string()
     }
@@ -554,4 +554,32 @@ async fn axum_handlers_read_the_context_and_spans_carry_the_route() {
     let line = logs().line("loading the order");
     assert!(line.contains("http.route=\"/orders/{id}\""), "{line}");
     assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_axum_extractor_without_the_server_layer_is_a_500_problem_and_optional_is_none() {
+    use axum::Router;
+    use axum::routing::get;
+
+    async fn required(context: TraceContext) -> String {
+        context.trace_id().to_string()
+    }
+    async fn optional(context: Option<TraceContext>) -> String {
+        format!("{}", context.is_some())
+    }
+
+    let app = Router::new().route("/required", get(required)).route("/optional", get(optional));
+    let get_uri = |uri: &str| Request::get(uri).body(axum::body::Body::empty()).unwrap();
+    let res = app.clone().oneshot(get_uri("/required")).await.unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(header(&res, "content-type").as_deref(), Some("application/problem+json"));
+    let res = app.clone().oneshot(get_uri("/optional")).await.unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    assert_eq!(body, "false");
+
+    let traced = app.layer(TraceContextLayer::server());
+    let res = traced.oneshot(get_uri("/optional")).await.unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    assert_eq!(body, "true");
 }

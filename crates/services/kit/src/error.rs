@@ -266,7 +266,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let uri = req.uri().clone();
-        let trace_id = req.extensions().get::<TraceContext>().map(TraceContext::trace_id);
+        // Inside the palisade trace layer's scope (it runs outside this one).
+        let trace_id = TraceContext::current().map(|context| context.trace_id());
         ProblemContextFuture { inner: self.inner.call(req), context: Some((uri, trace_id)) }
     }
 }

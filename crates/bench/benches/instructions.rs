@@ -1,0 +1,47 @@
+//! Instruction counts per request, for `valgrind --tool=callgrind` (which counts instructions, not
+//! time: the same figure whatever else the machine is doing). Not a timing bench.
+//!
+//! ```sh
+//! cargo bench -p palisade-bench --bench instructions --no-run   # prints the binary's path
+//! valgrind --tool=callgrind BIN palisade 2000; valgrind --tool=callgrind BIN palisade 12000
+//! # instructions per request = (second total − first total) / 10000; likewise `bare`, `peer`, …
+//! ```
+//!
+//! Each run serves `N` requests (after 1,000 warm-up requests) of `APP`, one of the rows below, on
+//! the router finalized as `axum::serve` finalizes it.
+
+#![allow(missing_docs)]
+
+mod common;
+
+use axum_prometheus::BaseMetricLayer;
+use palisade::problem::ProblemLayer;
+use palisade::trace::ServerTraceLayer;
+use tracing::Level;
+
+fn main() {
+    let app = std::env::args().nth(1).unwrap_or_default();
+    let n: u64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    common::install_subscriber();
+    let _prometheus = common::install_prometheus();
+    let rt = common::runtime();
+    let router = match app.as_str() {
+        "bare" => common::router(),
+        "palisade" => common::palisade_stack(Level::INFO),
+        "palisade_debug" => common::palisade_stack(Level::DEBUG),
+        "peer" => common::peer_stack!(BaseMetricLayer::new(), Level::DEBUG),
+        "peer_trace_info" => common::peer_stack!(BaseMetricLayer::new(), Level::INFO),
+        "trace" => common::router().layer(ServerTraceLayer::new()),
+        "trace_debug" => common::router().layer(ServerTraceLayer::new().level(Level::DEBUG)),
+        "problem" => common::router().layer(ProblemLayer::new()),
+        other => {
+            eprintln!(
+                "usage: instructions APP [N], APP one of bare palisade palisade_debug peer peer_trace_info trace trace_debug problem (got {other:?})"
+            );
+            std::process::exit(2);
+        }
+    };
+    let app = router.with_state::<()>(());
+    rt.block_on(common::server_loop(&app, 1_000));
+    rt.block_on(common::server_loop(&app, n));
+}
