@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Request, Response, request};
+use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version, request};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -29,7 +29,10 @@ pin_project! {
         #[pin]
         state: State<S::Future, B>,
         // `None` when the request is sent once (not retryable, or its body could not be buffered).
-        replay: Option<Replay<S, P>>,
+        // Boxed: a request sent once then carries a future hardly larger than the inner one, and
+        // moving the future (which `.await` does) stays cheap — copying ~470 bytes around cost more
+        // than the allocation does.
+        replay: Option<Box<Replay<S, P>>>,
     }
 }
 
@@ -38,11 +41,12 @@ pin_project! {
     enum State<F, B> {
         // Reading the caller's body into memory before the first attempt. Boxed so that it can be moved
         // into the request afterwards whether or not `B: Unpin`; only bodies being buffered pay for it.
-        Buffering { body: Option<Pin<Box<B>>>, buf: Collected },
+        Buffering { body: Option<Pin<Box<B>>>, buf: Box<Collected> },
         // An attempt in flight.
         Called { #[pin] fut: F },
         // Backing off before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
+        // Boxed, like the other rare states, to keep the common ones small.
+        Waiting { sleep: Pin<Box<Sleep>> },
         // Waiting for the inner service to be ready for the next attempt.
         Retrying,
     }
@@ -71,6 +75,21 @@ impl<S, P> Replay<S, P> {
             attempts: 1,
             previous_delay: Duration::ZERO,
         }
+    }
+
+    /// A boxed replay of the bodiless `req`, its head copied straight into the box (building the copy
+    /// first and moving it in costs more than the copy).
+    pub(crate) fn boxed_for<B>(svc: S, shared: Arc<Shared<P>>, req: &Request<B>) -> Box<Self> {
+        let mut replay = Box::new(Self::new(svc, shared, Request::new(()).into_parts().0));
+        copy_head_into(
+            &mut replay.parts,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            req.extensions(),
+        );
+        replay
     }
 
     fn request<B>(&self) -> Request<RetryBody<B>> {
@@ -111,21 +130,32 @@ impl<S, P> Replay<S, P> {
     }
 }
 
-/// A copy of a request head (`http::request::Parts` is not `Clone`). Allocation-free for a head without
-/// headers or extensions; otherwise it copies them.
-pub(crate) fn clone_parts(parts: &request::Parts) -> request::Parts {
-    // Filled in place: building a `Request` and splitting it moves the whole head around again.
+/// A copy of a head taken apart (`http::request::Parts` is not `Clone`). Allocation-free for a head
+/// without headers or extensions; otherwise it copies them.
+fn clone_parts(parts: &request::Parts) -> request::Parts {
     let (mut head, ()) = Request::new(()).into_parts();
-    head.method.clone_from(&parts.method);
-    head.uri.clone_from(&parts.uri);
-    head.version = parts.version;
-    if !parts.headers.is_empty() {
-        head.headers.clone_from(&parts.headers);
-    }
-    if !parts.extensions.is_empty() {
-        head.extensions.clone_from(&parts.extensions);
-    }
+    copy_head_into(&mut head, &parts.method, &parts.uri, parts.version, &parts.headers, &parts.extensions);
     head
+}
+
+/// Overwrites `head` with copies of the given parts, in place.
+fn copy_head_into(
+    head: &mut request::Parts,
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) {
+    head.method.clone_from(method);
+    head.uri.clone_from(uri);
+    head.version = version;
+    if !headers.is_empty() {
+        head.headers.clone_from(headers);
+    }
+    if !extensions.is_empty() {
+        head.extensions.clone_from(extensions);
+    }
 }
 
 /// A body being read into memory: one chunk is kept as it is, several are copied into one.
@@ -171,15 +201,15 @@ where
     }
 
     /// The first attempt is in flight; `replay` can send it again.
-    pub(crate) fn called(fut: S::Future, replay: Replay<S, P>) -> Self {
+    pub(crate) fn called(fut: S::Future, replay: Box<Replay<S, P>>) -> Self {
         Self { state: State::Called { fut }, replay: Some(replay) }
     }
 
     /// Reads `body` first, then calls `replay.svc`, which must be ready.
     pub(crate) fn buffering(body: B, replay: Replay<S, P>) -> Self {
         Self {
-            state: State::Buffering { body: Some(Box::pin(body)), buf: Collected::default() },
-            replay: Some(replay),
+            state: State::Buffering { body: Some(Box::pin(body)), buf: Box::default() },
+            replay: Some(Box::new(replay)),
         }
     }
 }
@@ -238,7 +268,7 @@ where
                             None => break true,
                         }
                     };
-                    let mut collected = mem::take(buf);
+                    let mut collected = mem::take(&mut **buf);
                     let fut = if complete {
                         replay.trailers = collected.trailers.take().map(Box::new);
                         replay.body = collected.into_bytes();
@@ -247,7 +277,7 @@ where
                     } else {
                         // Larger than its size hint said: send what was read and the rest, once.
                         let reader = body.take().expect("polled after completion");
-                        let Replay { mut svc, parts, .. } = this.replay.take().expect("checked above");
+                        let Replay { mut svc, parts, .. } = *this.replay.take().expect("checked above");
                         svc.call(Request::from_parts(
                             parts,
                             RetryBody::spilled(collected.into_bytes(), reader),
@@ -261,11 +291,13 @@ where
                     match replay.next_delay(&result) {
                         None => return Poll::Ready(result),
                         Some(delay) if delay.is_zero() => this.state.set(State::Retrying),
-                        Some(delay) => this.state.set(State::Waiting { sleep: tokio::time::sleep(delay) }),
+                        Some(delay) => {
+                            this.state.set(State::Waiting { sleep: Box::pin(tokio::time::sleep(delay)) });
+                        }
                     }
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {

@@ -94,7 +94,7 @@ pub use budget::Budget;
 pub use layer::{RetryLayer, RetryLayerBuilder};
 pub use policy::{Decision, DefaultPolicy, IDEMPOTENCY_KEY, Policy, retry_after};
 
-use self::future::{Replay, ResponseFuture, clone_parts};
+use self::future::{Replay, ResponseFuture};
 use self::layer::Shared;
 use crate::BoxError;
 
@@ -149,28 +149,26 @@ where
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }
-        let (parts, body) = req.into_parts();
-        if shared.max_attempts <= 1 || !shared.policy.is_retryable(&parts) {
-            return ResponseFuture::once(
-                self.inner.call(Request::from_parts(parts, RetryBody::streaming(body))),
-            );
+        // The request is only taken apart when its body must be read first: splitting and rebuilding
+        // a request moves its whole head twice.
+        if shared.max_attempts <= 1 || !shared.policy.is_retryable(&req) {
+            return ResponseFuture::once(self.inner.call(req.map(RetryBody::streaming)));
         }
-        if body.is_end_stream() {
-            let replay = Replay::new(self.inner.clone(), Arc::clone(&self.shared), clone_parts(&parts));
-            let fut = self.inner.call(Request::from_parts(parts, RetryBody::empty()));
+        if req.body().is_end_stream() {
+            let replay = Replay::boxed_for(self.inner.clone(), Arc::clone(&self.shared), &req);
+            let fut = self.inner.call(req.map(|_| RetryBody::empty()));
             return ResponseFuture::called(fut, replay);
         }
-        match body.size_hint().upper() {
+        match req.body().size_hint().upper() {
             Some(upper) if upper <= shared.max_buffered_body => {
                 // The body must be read before the first attempt: the future takes the service that was
                 // polled ready and leaves a clone in its place (tower's usual swap).
                 let clone = self.inner.clone();
                 let ready = mem::replace(&mut self.inner, clone);
+                let (parts, body) = req.into_parts();
                 ResponseFuture::buffering(body, Replay::new(ready, Arc::clone(&self.shared), parts))
             }
-            _ => {
-                ResponseFuture::once(self.inner.call(Request::from_parts(parts, RetryBody::streaming(body))))
-            }
+            _ => ResponseFuture::once(self.inner.call(req.map(RetryBody::streaming))),
         }
     }
 }

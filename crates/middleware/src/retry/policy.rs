@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
-use http::{Method, Response, StatusCode, request};
+use http::{Method, Request, Response, StatusCode, request};
 
 use crate::{BoxError, Classify, DefaultClassifier};
 
@@ -31,7 +31,7 @@ pub enum Decision {
 pub trait Policy<ResB> {
     /// Whether `req` may be retried at all. Checked once, before the first attempt: a request that may
     /// not is sent as it is, without buffering its body or copying its head (default: `true`).
-    fn is_retryable(&self, req: &request::Parts) -> bool {
+    fn is_retryable<B>(&self, req: &Request<B>) -> bool {
         let _ = req;
         true
     }
@@ -41,7 +41,7 @@ pub trait Policy<ResB> {
 }
 
 impl<ResB> Policy<ResB> for () {
-    fn is_retryable(&self, _req: &request::Parts) -> bool {
+    fn is_retryable<B>(&self, _req: &Request<B>) -> bool {
         false
     }
 
@@ -145,9 +145,9 @@ where
     C: Classify<Response<ResB>, BoxError>,
 {
     #[inline]
-    fn is_retryable(&self, req: &request::Parts) -> bool {
-        matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE)
-            || req.headers.contains_key(IDEMPOTENCY_KEY)
+    fn is_retryable<B>(&self, req: &Request<B>) -> bool {
+        matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE)
+            || req.headers().contains_key(IDEMPOTENCY_KEY)
     }
 
     fn decide(&self, _req: &request::Parts, result: Result<&Response<ResB>, &BoxError>) -> Decision {
