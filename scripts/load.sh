@@ -11,13 +11,18 @@
 # 2 and 3/4 read the same row of the same SQLite file, created through the catalog's API.
 # The `cpu us/req` column is the server's user+system CPU time (/proc/PID/stat) over the measured
 # run divided by the requests wrk completed: steadier than req/s when other processes share the cores.
-# Knobs (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (64), THREADS (1),
+# Then the ratio the target is about (catalog-nocache / bare-sqlite) again in PAIRED rounds: both servers
+# up at once, wrk against one then the other, ROUNDS times; the verdict is the median of the per-round
+# ratios, so a burst of load from elsewhere on a shared machine hits both sides of a round alike.
+# Knobs (environment): ROUNDS (5), ROUND_DURATION (5s), DURATION (10s), WARMUP (2s), CONNECTIONS (64), THREADS (1),
 # PORT_BASE (18090; uses 5 ports from it), SKIP_BUILD=1, OUT (target/load: raw wrk output),
 # BREAKDOWN=1 (also: bare handler + palisade stack, + the whole kit, catalog handlers without
 # layers, and the catalog with RUST_LOG=warn — see crates/loadtest/src/breakdown.rs).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-5}
+ROUND_DURATION=${ROUND_DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
@@ -56,6 +61,7 @@ stop_server() {
 }
 cleanup() {
     stop_server
+    if [[ -n ${BARE_PID:-} ]]; then kill "$BARE_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -167,6 +173,33 @@ wait_ok "http://127.0.0.1:$P_CACHE$PRODUCT_PATH"
 measure catalog-cache "http://127.0.0.1:$P_CACHE$PRODUCT_PATH"
 stop_server
 
+# Paired rounds: bare-sqlite and catalog-nocache up together, measured alternately.
+start bare-sqlite-paired "$P_BARE" "$LOADTEST" bare-sqlite "127.0.0.1:$P_BARE" "$DB_URL"
+BARE_PID=$SERVER_PID
+wait_ok "http://127.0.0.1:$P_BARE$PRODUCT_PATH"
+start catalog-nocache-paired "$P_NOCACHE" catalog "$P_NOCACHE" 0
+wait_ok "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH"
+rps_of() { # rps_of URL : req/s of one wrk run of ROUND_DURATION
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND_DURATION" "$1" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }'
+}
+RATIOS=()
+for round in $(seq "$ROUNDS"); do
+    [[ $round == 1 ]] && for url in "http://127.0.0.1:$P_BARE$PRODUCT_PATH" "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH"; do
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+    done
+    bare_rps=$(rps_of "http://127.0.0.1:$P_BARE$PRODUCT_PATH")
+    catalog_rps=$(rps_of "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH")
+    ratio=$(awk -v b="$bare_rps" -v c="$catalog_rps" 'BEGIN { printf "%.3f", c / b }')
+    RATIOS+=("$ratio")
+    printf '  round %d: bare-sqlite %6s req/s  catalog-nocache %6s req/s  ratio %s\n' \
+        "$round" "$bare_rps" "$catalog_rps" "$ratio" >&2
+done
+stop_server
+kill "$BARE_PID" 2>/dev/null || true
+wait "$BARE_PID" 2>/dev/null || true
+BARE_PID=""
+PAIRED=$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+
 if [[ ${BREAKDOWN:-0} == 1 ]]; then
     for variant in bare-stack bare-kit catalog-handlers; do
         start "$variant" "$P_BREAKDOWN" "$LOADTEST" breakdown "$variant" "127.0.0.1:$P_BREAKDOWN" "$DB_URL"
@@ -181,7 +214,7 @@ if [[ ${BREAKDOWN:-0} == 1 ]]; then
 fi
 
 # The table (stdout), Markdown so it pastes into docs/performance.md.
-printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" '
+printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v paired="$PAIRED" -v rounds="$ROUNDS" -v ratios="${RATIOS[*]}" '
     { name[NR] = $1; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4; cpu[$1] = $5; load[$1] = $6 }
     END {
         print "| server (" date ") | req/s | p50 ms | p99 ms | cpu us/req | load avg |"
@@ -192,8 +225,9 @@ printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" '
         }
         ratio = rps["catalog-nocache"] / rps["bare-sqlite"]
         print ""
-        verdict = (ratio >= 0.85) ? "met" : "NOT met"
-        printf "catalog-nocache / bare-sqlite = %.2f (target >= 0.85: %s)\n", ratio, verdict
+        printf "catalog-nocache / bare-sqlite, the runs above = %.2f\n", ratio
+        verdict = (paired >= 0.85) ? "met" : "NOT met"
+        printf "catalog-nocache / bare-sqlite, median of %d paired rounds (%s) = %.2f (target >= 0.85: %s)\n", rounds, ratios, paired, verdict
         verdict = (rps["catalog-cache"] >= 10000) ? "met" : "NOT met"
         printf "catalog-cache = %d req/s (target >= 10000: %s)\n", rps["catalog-cache"], verdict
     }'

@@ -11,6 +11,7 @@
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade::metrics::DURATION_BUCKETS;
@@ -31,7 +32,25 @@ pub fn init() {
     };
 }
 
-/// The process's Prometheus handle; the first call installs the recorder.
+/// How often the recorder folds recorded histogram samples into its buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds histogram samples into buckets every [`UPKEEP_INTERVAL`]. The recorder keeps each sample
+/// until then (or until a scrape renders them): without upkeep, a service nobody scrapes would hold 8
+/// bytes per request forever. A plain thread, so that it runs whether or not a tokio runtime does.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::warn!("cannot start the metrics upkeep thread ({err}); histograms grow until scraped");
+    }
+}
+
+/// The process's Prometheus handle; the first call installs the recorder (and its upkeep thread).
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -44,7 +63,24 @@ pub fn prometheus() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The recorder must not keep every histogram sample until a scrape: its upkeep thread runs.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn installing_the_recorder_starts_its_upkeep_thread() {
+        let _handle = super::prometheus();
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "metrics-upkeep"), "threads: {names:?}");
+    }
 }
