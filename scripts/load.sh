@@ -14,15 +14,16 @@
 # Then the ratio the target is about (catalog-nocache / bare-sqlite) again in PAIRED rounds: both servers
 # up at once, wrk against one then the other, ROUNDS times; the verdict is the median of the per-round
 # ratios, so a burst of load from elsewhere on a shared machine hits both sides of a round alike.
-# Knobs (environment): ROUNDS (5), ROUND_DURATION (5s), DURATION (10s), WARMUP (2s), CONNECTIONS (64), THREADS (1),
+# Each round also records the servers' CPU time per request (steadier than req/s on a shared machine).
+# Knobs (environment): ROUNDS (9), ROUND_DURATION (4s), DURATION (10s), WARMUP (2s), CONNECTIONS (64), THREADS (1),
 # PORT_BASE (18090; uses 5 ports from it), SKIP_BUILD=1, OUT (target/load: raw wrk output),
 # BREAKDOWN=1 (also: bare handler + palisade stack, + the whole kit, catalog handlers without
 # layers, and the catalog with RUST_LOG=warn — see crates/loadtest/src/breakdown.rs).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-5}
-ROUND_DURATION=${ROUND_DURATION:-5s}
+ROUNDS=${ROUNDS:-9}
+ROUND_DURATION=${ROUND_DURATION:-4s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
@@ -179,26 +180,38 @@ BARE_PID=$SERVER_PID
 wait_ok "http://127.0.0.1:$P_BARE$PRODUCT_PATH"
 start catalog-nocache-paired "$P_NOCACHE" catalog "$P_NOCACHE" 0
 wait_ok "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH"
-rps_of() { # rps_of URL : req/s of one wrk run of ROUND_DURATION
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND_DURATION" "$1" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }'
+# one_run URL PID : "req/s cpu-us-per-request" of one wrk run of ROUND_DURATION against the server PID.
+one_run() {
+    local out cpu0 cpu1
+    cpu0=$(cpu_ticks "$2")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$ROUND_DURATION" "$1")
+    cpu1=$(cpu_ticks "$2")
+    awk -v d=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" '
+        /^Requests\/sec:/ { rps = $2 } /requests in/ { n = $1 }
+        END { printf "%.0f %.1f\n", rps, d * 1e6 / hz / n }' <<<"$out"
 }
 RATIOS=()
+CPU_RATIOS=()
 for round in $(seq "$ROUNDS"); do
     [[ $round == 1 ]] && for url in "http://127.0.0.1:$P_BARE$PRODUCT_PATH" "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH"; do
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
     done
-    bare_rps=$(rps_of "http://127.0.0.1:$P_BARE$PRODUCT_PATH")
-    catalog_rps=$(rps_of "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH")
+    read -r bare_rps bare_cpu < <(one_run "http://127.0.0.1:$P_BARE$PRODUCT_PATH" "$BARE_PID")
+    read -r catalog_rps catalog_cpu < <(one_run "http://127.0.0.1:$P_NOCACHE$PRODUCT_PATH" "$SERVER_PID")
     ratio=$(awk -v b="$bare_rps" -v c="$catalog_rps" 'BEGIN { printf "%.3f", c / b }')
+    cpu_ratio=$(awk -v b="$bare_cpu" -v c="$catalog_cpu" 'BEGIN { printf "%.3f", b / c }')
     RATIOS+=("$ratio")
-    printf '  round %d: bare-sqlite %6s req/s  catalog-nocache %6s req/s  ratio %s\n' \
-        "$round" "$bare_rps" "$catalog_rps" "$ratio" >&2
+    CPU_RATIOS+=("$cpu_ratio")
+    printf '  round %d: bare-sqlite %6s req/s %5s cpu us/req  catalog-nocache %6s req/s %5s cpu us/req  ratio %s (cpu %s)\n' \
+        "$round" "$bare_rps" "$bare_cpu" "$catalog_rps" "$catalog_cpu" "$ratio" "$cpu_ratio" >&2
 done
 stop_server
 kill "$BARE_PID" 2>/dev/null || true
 wait "$BARE_PID" 2>/dev/null || true
 BARE_PID=""
-PAIRED=$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+CPU_PAIRED=$(printf '%s\n' "${CPU_RATIOS[@]}" | median)
+PAIRED=$(printf '%s\n' "${RATIOS[@]}" | median)
 
 if [[ ${BREAKDOWN:-0} == 1 ]]; then
     for variant in bare-stack bare-kit catalog-handlers; do
@@ -214,7 +227,7 @@ if [[ ${BREAKDOWN:-0} == 1 ]]; then
 fi
 
 # The table (stdout), Markdown so it pastes into docs/performance.md.
-printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v paired="$PAIRED" -v rounds="$ROUNDS" -v ratios="${RATIOS[*]}" '
+printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v paired="$PAIRED" -v cpu_paired="$CPU_PAIRED" -v rounds="$ROUNDS" -v ratios="${RATIOS[*]}" '
     { name[NR] = $1; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4; cpu[$1] = $5; load[$1] = $6 }
     END {
         print "| server (" date ") | req/s | p50 ms | p99 ms | cpu us/req | load avg |"
@@ -228,6 +241,7 @@ printf '%s\n' "${ROWS[@]}" | awk -v date="$(date -u +%Y-%m-%dT%H:%MZ)" -v paired
         printf "catalog-nocache / bare-sqlite, the runs above = %.2f\n", ratio
         verdict = (paired >= 0.85) ? "met" : "NOT met"
         printf "catalog-nocache / bare-sqlite, median of %d paired rounds (%s) = %.2f (target >= 0.85: %s)\n", rounds, ratios, paired, verdict
+        printf "  the same rounds in server CPU per request (bare / catalog): median %.2f\n", cpu_paired
         verdict = (rps["catalog-cache"] >= 10000) ? "met" : "NOT met"
         printf "catalog-cache = %d req/s (target >= 10000: %s)\n", rps["catalog-cache"], verdict
     }'

@@ -20,8 +20,13 @@ use palisade::trace::ServerTraceLayer;
 use tracing::Level;
 
 fn main() {
-    let app = std::env::args().nth(1).unwrap_or_default();
-    let n: u64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    // `cargo bench` runs every target with `--bench`: without an app there is nothing to count.
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let Some(app) = args.first() else {
+        eprintln!("instructions: a driver for callgrind, nothing to do without an APP (see its module docs)");
+        return;
+    };
+    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     common::install_subscriber();
     let _prometheus = common::install_prometheus();
     let rt = common::runtime();
