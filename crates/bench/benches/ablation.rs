@@ -25,11 +25,6 @@ use tracing::Level;
 const ROUNDS: usize = 31;
 const REQUESTS: u64 = 2_000;
 
-fn quantile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * q).round() as usize]
-}
-
 fn main() {
     common::install_subscriber();
     let _prometheus = common::install_prometheus();
@@ -75,8 +70,8 @@ fn main() {
         let mut times = per_request[i].clone();
         println!(
             "ablation/{name:<20} {:>8.1} ns/request  overhead {:>7.1} ns  ({ROUNDS} rounds x {REQUESTS} requests)",
-            quantile(&mut times, 0.5),
-            quantile(&mut diffs, 0.5)
+            common::quantile(&mut times, 0.5),
+            common::quantile(&mut diffs, 0.5)
         );
     }
 }

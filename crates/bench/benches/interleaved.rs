@@ -45,19 +45,17 @@ fn table(name: &str, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
     }
     for (i, (row, _)) in rows.iter().enumerate() {
         let mut times = per_call[i].clone();
-        let median = quantile(&mut times, 0.5);
+        let median = common::quantile(&mut times, 0.5);
         let mut diffs: Vec<f64> = per_call[i].iter().zip(&per_call[0]).map(|(r, b)| r - b).collect();
-        let (q1, q2, q3) =
-            (quantile(&mut diffs, 0.25), quantile(&mut diffs, 0.5), quantile(&mut diffs, 0.75));
+        let (q1, q2, q3) = (
+            common::quantile(&mut diffs, 0.25),
+            common::quantile(&mut diffs, 0.5),
+            common::quantile(&mut diffs, 0.75),
+        );
         println!(
             "interleaved/{name}/{row:<28} {median:>10.1} ns/call  overhead {q2:>10.1} ns  [quartiles {q1:.1} {q3:.1}]  ({ROUNDS} rounds x {calls} calls)"
         );
     }
-}
-
-fn quantile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
 fn main() {

@@ -252,3 +252,9 @@ pub fn install_prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
         .install_recorder()
         .expect("no other global metrics recorder")
 }
+
+/// The `q` quantile (0.0–1.0) of `values`, nearest rank; sorts `values`.
+pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
