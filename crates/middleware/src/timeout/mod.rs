@@ -5,7 +5,9 @@
 //! - [`TimeoutLayer`] fails a call that takes longer than its timeout with [`Elapsed`]. When the
 //!   request carries a [`Deadline`] earlier than the timeout, the timeout is clamped to it and expiry
 //!   fails with [`DeadlineExceeded`] instead; a request whose deadline has already passed is not sent
-//!   to the inner service at all. Both errors are returned boxed ([`BoxError`]): a
+//!   to the inner service at all. Without a caller deadline, the timeout counts from the moment the
+//!   inner future first waits (returns `Pending`), so an answer ready at once costs no clock read and
+//!   no timer; a caller's deadline is an absolute instant either way. Both errors are returned boxed ([`BoxError`]): a
 //!   client downcasts them, a server wraps the stack in [`ProblemLayer`](crate::problem::ProblemLayer),
 //!   which answers both with `504 Gateway Timeout` (problem+json).
 //! - [`ServerDeadlineLayer`] reads the caller's remaining budget from the request headers and stores a
