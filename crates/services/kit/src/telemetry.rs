@@ -76,11 +76,22 @@ mod tests {
     #[test]
     fn installing_the_recorder_starts_its_upkeep_thread() {
         let _handle = super::prometheus();
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
+        // The new thread names itself once it runs: give it a moment.
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        let mut names = thread_names();
+        for _ in 0..200 {
+            if names.iter().any(|n| n == "metrics-upkeep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            names = thread_names();
+        }
         assert!(names.iter().any(|n| n == "metrics-upkeep"), "threads: {names:?}");
     }
 }
