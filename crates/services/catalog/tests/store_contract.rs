@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kit::db::{Db, StoreError};
+use kit::db::StoreError;
 use shop_catalog::MIGRATIONS;
 use shop_catalog::model::{ListFilter, Money, ProductInput};
 use shop_catalog::store::{self, Store};
@@ -22,23 +22,13 @@ fn filter() -> ListFilter {
     ListFilter { limit: 100, ..ListFilter::default() }
 }
 
-async fn open(url: &str) -> Arc<dyn Store> {
-    let db = Db::connect(url, 4).await.expect("connect");
-    db.migrate(&MIGRATIONS).await.expect("migrate");
-    store::for_db(&db)
-}
-
 /// Runs `suite` on SQLite, then on PostgreSQL when configured.
 async fn each_store<F, Fut>(suite: F)
 where
     F: Fn(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    suite(open(&kit::db::temp_sqlite_url("catalog-store")).await).await;
-    match kit::db::temp_postgres_url().await {
-        Some(url) => suite(open(&url.expect("create a test database")).await).await,
-        None => eprintln!("note: TEST_DATABASE_URL is not a postgres URL; PostgreSQL store contract skipped"),
-    }
+    kit::testing::each_database("catalog-store", &MIGRATIONS, 4, |db| suite(store::for_db(&db))).await;
 }
 
 #[tokio::test]

@@ -7,10 +7,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use figment::Figment;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use kit::auth::{JwtKeys, Role};
 use kit::config::Settings;
+use kit::testing::assert_problem;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -43,16 +44,11 @@ async fn app() -> TestApp {
 
 impl TestApp {
     fn token(&self, role: Role) -> String {
-        self.keys.issue("user-1", "someone@example.com", role).unwrap()
+        kit::testing::token(&self.keys, role)
     }
 
     async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
-        let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let value =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        (parts.status, parts.headers, value)
+        kit::testing::send(&self.router, req).await
     }
 
     async fn call(
@@ -90,15 +86,6 @@ impl TestApp {
             self.admin("PUT", &format!("/v1/stock/{sku}"), Some(json!({ "on_hand": on_hand }))).await;
         assert!(status.is_success(), "{body}");
     }
-}
-
-fn assert_problem(status: StatusCode, headers: &HeaderMap, body: &Value, expected: StatusCode) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
-    assert_eq!(body["status"], expected.as_u16());
-    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
-    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
-    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
 }
 
 fn reservation(order_id: &str, lines: &[(&str, i64)]) -> Value {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kit::db::{Db, StoreError};
+use kit::db::StoreError;
 use shop_inventory::MIGRATIONS;
 use shop_inventory::model::{ReservationLine, ReservationRequest, ReservationStatus, Stock};
 use shop_inventory::store::{self, Action, ReserveOutcome, Store, Transition};
@@ -26,23 +26,13 @@ fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
 }
 
-async fn open(url: &str) -> Arc<dyn Store> {
-    let db = Db::connect(url, 8).await.expect("connect");
-    db.migrate(&MIGRATIONS).await.expect("migrate");
-    store::for_db(&db)
-}
-
 /// Runs `suite` on SQLite, then on PostgreSQL when configured.
 async fn each_store<F, Fut>(suite: F)
 where
     F: Fn(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    suite(open(&kit::db::temp_sqlite_url("inventory-store")).await).await;
-    match kit::db::temp_postgres_url().await {
-        Some(url) => suite(open(&url.expect("create a test database")).await).await,
-        None => eprintln!("note: TEST_DATABASE_URL is not a postgres URL; PostgreSQL store contract skipped"),
-    }
+    kit::testing::each_database("inventory-store", &MIGRATIONS, 8, |db| suite(store::for_db(&db))).await;
 }
 
 async fn stock(store: &dyn Store, sku: &str) -> (i64, i64) {

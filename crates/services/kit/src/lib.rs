@@ -31,5 +31,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use palisade::BoxError;

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use figment::Figment;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use kit::auth::{JwtKeys, Role};
 use kit::config::Settings;
@@ -43,16 +43,11 @@ async fn app() -> TestApp {
     app_with(&[]).await
 }
 
-type Answer = (StatusCode, HeaderMap, Value);
+use kit::testing::Answer;
 
 impl TestApp {
     async fn send(&self, req: Request<Body>) -> Answer {
-        let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let value =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        (parts.status, parts.headers, value)
+        kit::testing::send(&self.router, req).await
     }
 
     /// A JSON request, with a bearer token and a client address when given.
@@ -109,12 +104,7 @@ impl TestApp {
 
 fn assert_problem(answer: &Answer, expected: StatusCode) {
     let (status, headers, body) = answer;
-    assert_eq!(*status, expected, "{body}");
-    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
-    assert_eq!(body["status"], expected.as_u16());
-    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
-    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
-    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+    kit::testing::assert_problem(*status, headers, body, expected);
 }
 
 fn pointers(body: &Value) -> Vec<String> {

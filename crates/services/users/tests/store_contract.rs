@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kit::auth::Role;
-use kit::db::{Db, StoreError};
+use kit::db::StoreError;
 use kit::secret::Secret;
 use shop_users::MIGRATIONS;
 use shop_users::store::{self, AccountChanges, NewAccount, Store};
@@ -18,23 +18,13 @@ fn account(email: &str, role: Role) -> NewAccount {
     }
 }
 
-async fn open(url: &str) -> Arc<dyn Store> {
-    let db = Db::connect(url, 4).await.expect("connect");
-    db.migrate(&MIGRATIONS).await.expect("migrate");
-    store::for_db(&db)
-}
-
 /// Runs `suite` on SQLite, then on PostgreSQL when configured.
 async fn each_store<F, Fut>(suite: F)
 where
     F: Fn(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    suite(open(&kit::db::temp_sqlite_url("users-store")).await).await;
-    match kit::db::temp_postgres_url().await {
-        Some(url) => suite(open(&url.expect("create a test database")).await).await,
-        None => eprintln!("note: TEST_DATABASE_URL is not a postgres URL; PostgreSQL store contract skipped"),
-    }
+    kit::testing::each_database("users-store", &MIGRATIONS, 4, |db| suite(store::for_db(&db))).await;
 }
 
 #[tokio::test]
