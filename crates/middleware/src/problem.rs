@@ -326,7 +326,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let trace_id = trace_id_of(&req);
+        let trace_id = current_trace_id();
         let state = match self.ready_error.take() {
             Some(err) => State::Failed { err: Some(err) },
             None => State::Calling { fut: self.inner.call(req) },
@@ -341,12 +341,12 @@ type TraceIdSlot = Option<crate::trace::TraceId>;
 type TraceIdSlot = Option<Infallible>;
 
 #[cfg(feature = "trace")]
-fn trace_id_of<B>(_req: &Request<B>) -> TraceIdSlot {
+fn current_trace_id() -> TraceIdSlot {
     crate::trace::TraceContext::current_trace_id()
 }
 
 #[cfg(not(feature = "trace"))]
-fn trace_id_of<B>(_req: &Request<B>) -> TraceIdSlot {
+fn current_trace_id() -> TraceIdSlot {
     None
 }
 
