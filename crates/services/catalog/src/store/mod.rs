@@ -3,6 +3,8 @@
 
 mod sql;
 
+pub use sql::SELECT_BY_ID;
+
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -40,9 +42,9 @@ pub fn for_db(db: &Db) -> Arc<dyn Store> {
     }
 }
 
-/// A row of `products`, shared by both backends.
-#[derive(sqlx::FromRow)]
-struct ProductRow {
+/// A row of `products`, shared by both backends (and by the load test's bare baseline).
+#[derive(Debug, sqlx::FromRow)]
+pub struct ProductRow {
     id: Uuid,
     sku: String,
     name: String,

@@ -19,6 +19,10 @@ macro_rules! columns {
 }
 const COLUMNS: &str = columns!();
 
+/// The SQL of [`Store::get`]: one product by primary key (`$1`). Public so that the load test's bare
+/// baseline runs exactly this query.
+pub const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM products WHERE id = $1");
+
 kit::sql_store! {
     /// Products in SQLite.
     sqlite: SqliteStore,
@@ -50,7 +54,7 @@ kit::sql_store! {
         fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Product>>> {
             Box::pin(async move {
                 let row: Option<ProductRow> =
-                    sqlx::query_as(concat!("SELECT ", columns!(), " FROM products WHERE id = $1"))
+                    sqlx::query_as(SELECT_BY_ID)
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
