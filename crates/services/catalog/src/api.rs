@@ -7,8 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AdminUser;
+use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, Problem};
 use kit::extract::{IfNoneMatch, Json, Path, Query};
+use kit::openapi::AdminErrors;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -40,8 +42,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         delete_product
     ))
 }
-
-const PROBLEM: &str = "application/problem+json";
 
 fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("no product with id {id}"))
@@ -131,9 +131,7 @@ async fn get_product(
         (status = 201, description = "Created", body = Product,
             headers(("Location" = String, description = "The product's URL"), ("ETag" = String, description = "Its version"))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
@@ -164,9 +162,7 @@ async fn create_product(
         (status = 200, description = "Updated", body = Product,
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "The id is not a UUID or the body is not JSON", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
@@ -194,9 +190,7 @@ async fn update_product(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
     )
 )]

@@ -17,8 +17,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AdminUser;
+use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, FieldError, Problem};
 use kit::extract::{Json, Path};
+use kit::openapi::AdminErrors;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,7 +57,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(commit))
 }
 
-const PROBLEM: &str = "application/problem+json";
 const INSUFFICIENT_STOCK: &str = "https://palisade.dev/problems/insufficient-stock";
 const ORDER_ID_TAKEN: &str = "https://palisade.dev/problems/order-id-taken";
 const RESERVATION_STATE: &str = "https://palisade.dev/problems/reservation-state";
@@ -111,9 +112,7 @@ async fn get_stock(State(state): State<AppState>, Path(sku): Path<String>) -> Re
         (status = 201, description = "Created", body = Stock,
             headers(("Location" = String, description = "The stock's URL"))),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 409, description = "Below what is currently reserved", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
@@ -145,9 +144,7 @@ async fn set_stock(
     responses(
         (status = 200, description = "The stock after the adjustment", body = Stock),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No stock for this SKU", body = Problem, content_type = PROBLEM),
         (status = 409, description = "On-hand would drop below what is reserved or exceed the maximum", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
@@ -180,9 +177,7 @@ async fn adjust_stock(
         (status = 201, description = "Reserved", body = Reservation,
             headers(("Location" = String, description = "The reservation's URL"))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 409, description = "Insufficient stock (type `insufficient-stock`; `errors` names each short line \
             and its SKU), or the order id already has a reservation with other lines (type `order-id-taken`)",
             body = Problem, content_type = PROBLEM),
@@ -252,9 +247,7 @@ async fn reserve(
     responses(
         (status = 200, description = "The reservation", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -288,9 +281,7 @@ fn transition_response(id: Uuid, transition: Transition, verb: &str) -> Result<J
     responses(
         (status = 200, description = "Committed", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Released or expired: nothing to commit", body = Problem, content_type = PROBLEM),
     )
@@ -314,9 +305,7 @@ async fn commit(
     responses(
         (status = 200, description = "Released (or already released/expired)", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Committed: its units are gone", body = Problem, content_type = PROBLEM),
     )

@@ -13,6 +13,8 @@
 //! ```
 
 use utoipa::Modify;
+
+use crate::error::Problem;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -70,4 +72,34 @@ mod tests {
         assert_eq!(doc.info.version, "1.2.3");
         assert!(doc.paths.paths.contains_key("/v1/things"));
     }
+}
+
+/// The error responses of an endpoint that needs an admin token, for `#[utoipa::path(responses(...))]`:
+/// `401` (with the bearer challenge) and `403`, both problem documents.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminErrors {
+    /// No usable token.
+    #[response(
+        status = 401,
+        description = "Missing, invalid or expired token",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
+    )]
+    Unauthorized(Problem),
+    /// A token without the admin role.
+    #[response(status = 403, description = "Not an admin", content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
+
+/// The error response of an endpoint that needs any valid token: `401` with the bearer challenge.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AuthErrors {
+    /// No usable token.
+    #[response(
+        status = 401,
+        description = "Missing, invalid or expired token",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
+    )]
+    Unauthorized(Problem),
 }

@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::{AdminUser, AuthUser, JwtKeys, Role};
+use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, Problem};
 use kit::extract::{ClientIp, Json, Path, Query};
+use kit::openapi::{AdminErrors, AuthErrors};
 use kit::rate_limit::RateLimiter;
 use kit::secret::Secret;
 use utoipa_axum::router::OpenApiRouter;
@@ -55,8 +57,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user))
         .routes(routes!(login))
 }
-
-const PROBLEM: &str = "application/problem+json";
 
 /// The one answer to a failed login, whether the email is unknown or the password wrong.
 fn invalid_credentials() -> ApiError {
@@ -226,8 +226,7 @@ async fn update_me(
     responses(
         (status = 200, description = "The account", body = User),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        AuthErrors,
         (status = 403, description = "Another user's account, and not an admin", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such account", body = Problem, content_type = PROBLEM),
     )
@@ -253,9 +252,7 @@ async fn get_user(
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
         (status = 400, description = "Invalid query parameters", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Missing, invalid or expired token", body = Problem, content_type = PROBLEM,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM),
+        AdminErrors,
     )
 )]
 async fn list_users(
