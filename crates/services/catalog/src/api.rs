@@ -10,7 +10,7 @@ use kit::auth::AdminUser;
 use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, Problem};
 use kit::extract::{IfNoneMatch, Json, Path, Query};
-use kit::openapi::AdminErrors;
+use kit::openapi::{AuthErrors, NotAdmin};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -131,7 +131,8 @@ async fn get_product(
         (status = 201, description = "Created", body = Product,
             headers(("Location" = String, description = "The product's URL"), ("ETag" = String, description = "Its version"))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
@@ -162,7 +163,8 @@ async fn create_product(
         (status = 200, description = "Updated", body = Product,
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "The id is not a UUID or the body is not JSON", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
@@ -190,7 +192,8 @@ async fn update_product(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
     )
 )]

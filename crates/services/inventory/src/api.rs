@@ -20,7 +20,7 @@ use kit::auth::AdminUser;
 use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, FieldError, Problem};
 use kit::extract::{Json, Path};
-use kit::openapi::AdminErrors;
+use kit::openapi::{AuthErrors, NotAdmin};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -112,7 +112,8 @@ async fn get_stock(State(state): State<AppState>, Path(sku): Path<String>) -> Re
         (status = 201, description = "Created", body = Stock,
             headers(("Location" = String, description = "The stock's URL"))),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 409, description = "Below what is currently reserved", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
@@ -144,7 +145,8 @@ async fn set_stock(
     responses(
         (status = 200, description = "The stock after the adjustment", body = Stock),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No stock for this SKU", body = Problem, content_type = PROBLEM),
         (status = 409, description = "On-hand would drop below what is reserved or exceed the maximum", body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
@@ -177,7 +179,8 @@ async fn adjust_stock(
         (status = 201, description = "Reserved", body = Reservation,
             headers(("Location" = String, description = "The reservation's URL"))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 409, description = "Insufficient stock (type `insufficient-stock`; `errors` names each short line \
             and its SKU), or the order id already has a reservation with other lines (type `order-id-taken`)",
             body = Problem, content_type = PROBLEM),
@@ -247,7 +250,8 @@ async fn reserve(
     responses(
         (status = 200, description = "The reservation", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -281,7 +285,8 @@ fn transition_response(id: Uuid, transition: Transition, verb: &str) -> Result<J
     responses(
         (status = 200, description = "Committed", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Released or expired: nothing to commit", body = Problem, content_type = PROBLEM),
     )
@@ -305,7 +310,8 @@ async fn commit(
     responses(
         (status = 200, description = "Released (or already released/expired)", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Committed: its units are gone", body = Problem, content_type = PROBLEM),
     )

@@ -74,23 +74,6 @@ mod tests {
     }
 }
 
-/// The error responses of an endpoint that needs an admin token, for `#[utoipa::path(responses(...))]`:
-/// `401` (with the bearer challenge) and `403`, both problem documents.
-#[derive(Debug, utoipa::IntoResponses)]
-pub enum AdminErrors {
-    /// No usable token.
-    #[response(
-        status = 401,
-        description = "Missing, invalid or expired token",
-        content_type = "application/problem+json",
-        headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
-    )]
-    Unauthorized(Problem),
-    /// A token without the admin role.
-    #[response(status = 403, description = "Not an admin", content_type = "application/problem+json")]
-    Forbidden(Problem),
-}
-
 /// The error response of an endpoint that needs any valid token: `401` with the bearer challenge.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum AuthErrors {
@@ -102,4 +85,13 @@ pub enum AuthErrors {
         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
     )]
     Unauthorized(Problem),
+}
+
+/// The error response of an endpoint that needs an admin token, besides [`AuthErrors`]: `403` for a
+/// valid token without the admin role (list both: `responses(..., AuthErrors, NotAdmin)`).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum NotAdmin {
+    /// A token without the admin role.
+    #[response(status = 403, description = "Not an admin", content_type = "application/problem+json")]
+    Forbidden(Problem),
 }

@@ -9,7 +9,7 @@ use kit::auth::{AdminUser, AuthUser, JwtKeys, Role};
 use kit::error::PROBLEM_JSON as PROBLEM;
 use kit::error::{ApiError, Problem};
 use kit::extract::{ClientIp, Json, Path, Query};
-use kit::openapi::{AdminErrors, AuthErrors};
+use kit::openapi::{AuthErrors, NotAdmin};
 use kit::rate_limit::RateLimiter;
 use kit::secret::Secret;
 use utoipa_axum::router::OpenApiRouter;
@@ -252,7 +252,8 @@ async fn get_user(
     responses(
         (status = 200, description = "A page of accounts", body = UserPage),
         (status = 400, description = "Invalid query parameters", body = Problem, content_type = PROBLEM),
-        AdminErrors,
+        AuthErrors,
+        NotAdmin,
     )
 )]
 async fn list_users(
