@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Each run serves `N` requests (after 1,000 warm-up requests) of `APP`, one of the rows below, on
-//! the router finalized as `axum::serve` finalizes it.
+//! the router finalized as `axum::serve` finalizes it; or, for the client-side rows (`bare_get`,
+//! `retry_get`, `bare_post`, `retry_post`), makes `N` calls of the bare service, with or without the
+//! retry layer.
 
 #![allow(missing_docs)]
 
@@ -16,7 +18,9 @@ mod common;
 
 use axum_prometheus::BaseMetricLayer;
 use palisade::problem::ProblemLayer;
+use palisade::retry::RetryLayer;
 use palisade::trace::ServerTraceLayer;
+use tower::Layer;
 use tracing::Level;
 
 fn main() {
@@ -30,6 +34,10 @@ fn main() {
     common::install_subscriber();
     let _prometheus = common::install_prometheus();
     let rt = common::runtime();
+    if let Some(calls) = client_rows(app, n, &rt) {
+        eprintln!("instructions: {calls} calls of {app}");
+        return;
+    }
     let router = match app.as_str() {
         "bare" => common::router(),
         "palisade" => common::palisade_stack(Level::INFO),
@@ -41,7 +49,7 @@ fn main() {
         "problem" => common::router().layer(ProblemLayer::new()),
         other => {
             eprintln!(
-                "usage: instructions APP [N], APP one of bare palisade palisade_debug peer peer_trace_info trace trace_debug problem (got {other:?})"
+                "usage: instructions APP [N], APP one of bare palisade palisade_debug peer peer_trace_info trace trace_debug problem bare_get retry_get bare_post retry_post (got {other:?})"
             );
             std::process::exit(2);
         }
@@ -49,4 +57,24 @@ fn main() {
     let app = router.with_state::<()>(());
     rt.block_on(common::server_loop(&app, 1_000));
     rt.block_on(common::server_loop(&app, n));
+}
+
+/// The client-side rows (a bodiless `GET` or `POST` through the retry layer, or the bare service):
+/// `N` calls after 1,000 warm-up calls. `None` for a server row.
+fn client_rows(app: &str, n: u64, rt: &tokio::runtime::Runtime) -> Option<u64> {
+    let make = match app {
+        "bare_get" | "retry_get" => common::get_empty,
+        "bare_post" | "retry_post" => common::post_empty,
+        _ => return None,
+    };
+    if app.starts_with("bare") {
+        let mut svc = common::bare_for();
+        rt.block_on(common::call_loop_with(&mut svc, 1_000, make));
+        rt.block_on(common::call_loop_with(&mut svc, n, make));
+    } else {
+        let mut svc = RetryLayer::new().layer(common::bare_for());
+        rt.block_on(common::call_loop_with(&mut svc, 1_000, make));
+        rt.block_on(common::call_loop_with(&mut svc, n, make));
+    }
+    Some(n)
 }

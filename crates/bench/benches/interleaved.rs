@@ -2,7 +2,8 @@
 //! are measured in turn, round after round (round-robin), each for a fixed number of calls timed with
 //! the thread's CPU time, and a row's overhead is the median over rounds of `row − bare` *within the
 //! same round*. Interference from other processes that comes in bursts hits every row of a round
-//! alike, and the pairing cancels it. A plain `main`; prints one line per row.
+//! alike, and the pairing cancels it. A plain `main`; prints one line per row. `TABLES=retry_ok,server`
+//! (comma-separated table names) runs only those tables.
 
 #![allow(missing_docs)]
 
@@ -33,6 +34,9 @@ type Measure<'a> = Box<dyn FnMut() -> Duration + 'a>;
 /// Runs `rows` round-robin; the first row is the baseline. Prints, per row, the median time per call
 /// and the median of the paired per-round overheads (with the quartiles).
 fn table(name: &str, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
+    if !selected(name) {
+        return;
+    }
     // One warm-up round.
     for (_, measure) in &mut rows {
         measure();
@@ -58,6 +62,11 @@ fn table(name: &str, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
     }
 }
 
+/// Whether the table `name` runs: all of them, unless `TABLES` (comma-separated names) lists some.
+fn selected(name: &str) -> bool {
+    std::env::var("TABLES").map_or(true, |tables| tables.split(',').any(|t| t.trim() == name))
+}
+
 fn main() {
     common::install_subscriber();
     let _prometheus = common::install_prometheus();
@@ -79,6 +88,11 @@ fn main() {
 
     let mut bare_get = bare_for();
     let mut retry_get = RetryLayer::new().layer(bare_for());
+    // The least a replayable request must keep: a copy of its URI (a floor, not a layer).
+    let mut copying_uri = tower::service_fn(|req: http::Request<http_body_util::Empty<bytes::Bytes>>| {
+        std::hint::black_box(req.uri().clone());
+        std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
+    });
     let mut bare_post = bare_for();
     let mut retry_post = RetryLayer::new().layer(bare_for());
     table(
@@ -87,6 +101,10 @@ fn main() {
         vec![
             ("bare_get", Box::new(|| rt.block_on(call_loop_with(&mut bare_get, CALLS, get_empty)))),
             ("palisade_get", Box::new(|| rt.block_on(call_loop_with(&mut retry_get, CALLS, get_empty)))),
+            (
+                "bare_get_copying_its_uri",
+                Box::new(|| rt.block_on(call_loop_with(&mut copying_uri, CALLS, get_empty))),
+            ),
             (
                 "bare_post",
                 Box::new(|| rt.block_on(call_loop_with(&mut bare_post, CALLS, common::post_empty))),

@@ -23,7 +23,8 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        // Trailers boxed: they are rare, and the body stays small to move.
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         Streaming { #[pin] body: B },
         // A body that turned out larger than the buffer cap: what was read, then the rest.
         Spilled { prefix: Option<Bytes>, body: Pin<Box<B>> },
@@ -39,7 +40,7 @@ impl<B> RetryBody<B> {
     /// A fully buffered body.
     pub fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         let data = if data.is_empty() { None } else { Some(data) };
-        Self { kind: Kind::Buffered { data, trailers } }
+        Self { kind: Kind::Buffered { data, trailers: trailers.map(Box::new) } }
     }
 
     /// An empty body.
@@ -79,8 +80,10 @@ impl<B: Body> Body for RetryBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Buffered { data, trailers } => Poll::Ready(
-                data.take().map(Frame::data).or_else(|| trailers.take().map(Frame::trailers)).map(Ok),
+                data.take().map(Frame::data).or_else(|| trailers.take().map(|t| Frame::trailers(*t))).map(Ok),
             ),
+            // A body that has ended is not read (a replayed request's empty body, for one).
+            KindProj::Streaming { body } if body.is_end_stream() => Poll::Ready(None),
             KindProj::Streaming { body } => body.poll_frame(cx).map(|f| f.map(|r| r.map(to_bytes))),
             KindProj::Spilled { prefix, body } => match prefix.take() {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),

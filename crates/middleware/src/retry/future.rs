@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::layer::Shared;
-use super::{Decision, Policy, RetryBody};
+use super::{Decision, Policy, RequestHead, RetryBody};
 use crate::{BoxError, Deadline};
 
 pin_project! {
@@ -30,8 +30,7 @@ pin_project! {
         state: State<S::Future, B>,
         // `None` when the request is sent once (not retryable, or its body could not be buffered).
         // Boxed: a request sent once then carries a future hardly larger than the inner one, and
-        // moving the future (which `.await` does) stays cheap — copying ~470 bytes around cost more
-        // than the allocation does.
+        // moving the future (which `.await` does) stays cheap.
         replay: Option<Box<Replay<S, P>>>,
     }
 }
@@ -52,51 +51,114 @@ pin_project! {
     }
 }
 
-/// Everything needed to send the request again.
+/// Everything needed to send the request again: the head's parts, copied one by one (building an
+/// `http::request::Parts` costs a default head first, then its drop).
 pub(crate) struct Replay<S, P> {
     pub(crate) svc: S,
     pub(crate) shared: Arc<Shared<P>>,
-    pub(crate) parts: request::Parts,
-    pub(crate) body: Bytes,
-    // Boxed: trailers are rare, and this keeps the future small.
-    pub(crate) trailers: Option<Box<HeaderMap>>,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    // `None` for a request without headers: no map to build, nor to drop.
+    headers: Option<Box<HeaderMap>>,
+    extensions: Extensions,
+    // `None` for a bodiless request. Boxed: most retried requests have none.
+    body: Option<Box<Buffered>>,
     pub(crate) attempts: u32,
     pub(crate) previous_delay: Duration,
 }
 
+/// A body read into memory, to be sent with every attempt.
+struct Buffered {
+    data: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
 impl<S, P> Replay<S, P> {
-    pub(crate) fn new(svc: S, shared: Arc<Shared<P>>, parts: request::Parts) -> Self {
+    /// Keeps the head `parts` (a request whose body is read before the first attempt).
+    pub(crate) fn from_parts(svc: S, shared: Arc<Shared<P>>, parts: request::Parts) -> Self {
+        let request::Parts { method, uri, version, headers, extensions, .. } = parts;
+        let headers = (!headers.is_empty()).then(|| Box::new(headers));
+        Self::new(svc, shared, method, uri, version, headers, extensions)
+    }
+
+    /// A copy of the head of `req`, a bodiless request about to be sent.
+    pub(crate) fn copy_of<B>(svc: S, shared: Arc<Shared<P>>, req: &Request<B>) -> Box<Self> {
+        let headers = (!req.headers().is_empty()).then(|| Box::new(req.headers().clone()));
+        let extensions =
+            if req.extensions().is_empty() { Extensions::new() } else { req.extensions().clone() };
+        Box::new(Self::new(
+            svc,
+            shared,
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            headers,
+            extensions,
+        ))
+    }
+
+    const fn new(
+        svc: S,
+        shared: Arc<Shared<P>>,
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: Option<Box<HeaderMap>>,
+        extensions: Extensions,
+    ) -> Self {
         Self {
             svc,
             shared,
-            parts,
-            body: Bytes::new(),
-            trailers: None,
+            method,
+            uri,
+            version,
+            headers,
+            extensions,
+            body: None,
             attempts: 1,
             previous_delay: Duration::ZERO,
         }
     }
 
-    /// A boxed replay of the bodiless `req`, its head copied straight into the box (building the copy
-    /// first and moving it in costs more than the copy).
-    pub(crate) fn boxed_for<B>(svc: S, shared: Arc<Shared<P>>, req: &Request<B>) -> Box<Self> {
-        let mut replay = Box::new(Self::new(svc, shared, Request::new(()).into_parts().0));
-        copy_head_into(
-            &mut replay.parts,
-            req.method(),
-            req.uri(),
-            req.version(),
-            req.headers(),
-            req.extensions(),
-        );
-        replay
+    fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: &self.method,
+            uri: &self.uri,
+            version: self.version,
+            headers: self.headers.as_deref(),
+            extensions: &self.extensions,
+        }
     }
 
+    /// The request to send once more, with a copy of the head and of the buffered body.
     fn request<B>(&self) -> Request<RetryBody<B>> {
-        Request::from_parts(
-            clone_parts(&self.parts),
-            RetryBody::buffered(self.body.clone(), self.trailers.as_deref().cloned()),
-        )
+        let body = match self.body.as_deref() {
+            Some(buffered) => RetryBody::buffered(buffered.data.clone(), buffered.trailers.clone()),
+            None => RetryBody::empty(),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        if let Some(headers) = &self.headers {
+            *req.headers_mut() = (**headers).clone();
+        }
+        *req.extensions_mut() = self.extensions.clone();
+        req
+    }
+
+    /// The service, and the request to send it once with `body`: the head is moved, not copied.
+    fn into_request<T>(self, body: T) -> (S, Request<T>) {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = *headers;
+        }
+        *req.extensions_mut() = self.extensions;
+        (self.svc, req)
     }
 
     /// The delay before the next attempt, or `None` to return `result` as it is.
@@ -108,12 +170,12 @@ impl<S, P> Replay<S, P> {
         if self.attempts >= shared.max_attempts {
             return None;
         }
-        let delay = match shared.policy.decide(&self.parts, result.as_ref()) {
+        let delay = match shared.policy.decide(&self.head(), result.as_ref()) {
             Decision::Retry => shared.backoff.delay(self.attempts, self.previous_delay),
             Decision::RetryAfter(delay) if delay <= shared.max_retry_after => delay,
             Decision::Return | Decision::RetryAfter(_) => return None,
         };
-        if let Some(deadline) = self.parts.extensions.get::<Deadline>() {
+        if let Some(deadline) = self.extensions.get::<Deadline>() {
             // A retry that would start at or after the deadline could not finish in time.
             if Instant::now().checked_add(delay).is_none_or(|start| start >= deadline.instant()) {
                 return None;
@@ -127,34 +189,6 @@ impl<S, P> Replay<S, P> {
         }
         self.previous_delay = delay;
         Some(delay)
-    }
-}
-
-/// A copy of a head taken apart (`http::request::Parts` is not `Clone`). Allocation-free for a head
-/// without headers or extensions; otherwise it copies them.
-fn clone_parts(parts: &request::Parts) -> request::Parts {
-    let (mut head, ()) = Request::new(()).into_parts();
-    copy_head_into(&mut head, &parts.method, &parts.uri, parts.version, &parts.headers, &parts.extensions);
-    head
-}
-
-/// Overwrites `head` with copies of the given parts, in place.
-fn copy_head_into(
-    head: &mut request::Parts,
-    method: &Method,
-    uri: &Uri,
-    version: Version,
-    headers: &HeaderMap,
-    extensions: &Extensions,
-) {
-    head.method.clone_from(method);
-    head.uri.clone_from(uri);
-    head.version = version;
-    if !headers.is_empty() {
-        head.headers.clone_from(headers);
-    }
-    if !extensions.is_empty() {
-        head.extensions.clone_from(extensions);
     }
 }
 
@@ -195,14 +229,9 @@ impl<S, P, B> ResponseFuture<S, P, B>
 where
     S: Service<Request<RetryBody<B>>>,
 {
-    /// Sends once, without retries.
-    pub(crate) fn once(fut: S::Future) -> Self {
-        Self { state: State::Called { fut }, replay: None }
-    }
-
-    /// The first attempt is in flight; `replay` can send it again.
-    pub(crate) fn called(fut: S::Future, replay: Box<Replay<S, P>>) -> Self {
-        Self { state: State::Called { fut }, replay: Some(replay) }
+    /// The first attempt is in flight; `replay`, if any, can send it again.
+    pub(crate) fn new(fut: S::Future, replay: Option<Box<Replay<S, P>>>) -> Self {
+        Self { state: State::Called { fut }, replay }
     }
 
     /// Reads `body` first, then calls `replay.svc`, which must be ready.
@@ -270,18 +299,20 @@ where
                     };
                     let mut collected = mem::take(&mut **buf);
                     let fut = if complete {
-                        replay.trailers = collected.trailers.take().map(Box::new);
-                        replay.body = collected.into_bytes();
+                        let trailers = collected.trailers.take();
+                        let data = collected.into_bytes();
+                        if !data.is_empty() || trailers.is_some() {
+                            replay.body = Some(Box::new(Buffered { data, trailers }));
+                        }
                         let req = replay.request();
                         replay.svc.call(req)
                     } else {
                         // Larger than its size hint said: send what was read and the rest, once.
                         let reader = body.take().expect("polled after completion");
-                        let Replay { mut svc, parts, .. } = *this.replay.take().expect("checked above");
-                        svc.call(Request::from_parts(
-                            parts,
-                            RetryBody::spilled(collected.into_bytes(), reader),
-                        ))
+                        let replay = *this.replay.take().expect("checked above");
+                        let (mut svc, req) =
+                            replay.into_request(RetryBody::spilled(collected.into_bytes(), reader));
+                        svc.call(req)
                     };
                     this.state.set(State::Called { fut });
                 }

@@ -27,11 +27,12 @@
 //! larger one, or one that turns out larger while read, is streamed through once and never retried —
 //! no byte is lost either way. Requests the policy will not retry are passed through untouched.
 //!
-//! **Cost.** When no retry is needed, the clock is never read and nothing is boxed. Every request costs
-//! a budget deposit (a relaxed atomic add on a per-thread shard). A request that may be retried also
-//! keeps what a retry needs: a clone of the inner service, of the shared `Arc`, and of the request head
+//! **Cost.** When no retry is needed, the clock is never read. Every request costs a budget deposit (a
+//! relaxed atomic add on a per-thread shard). A request that may be retried also keeps what a retry
+//! needs, in one allocation: a clone of the inner service, of the shared `Arc`, and of the request head
 //! (method and URI are reference-counted; headers and extensions, when there are any, are copied — the
-//! price of being able to send the request again). Requests that may not be retried skip all of that.
+//! price of being able to send the request again). Requests that may not be retried skip all of that and
+//! allocate nothing. The [`Policy`] sees the kept head as a [`RequestHead`].
 //!
 //! **Metrics** ([`metric_names`](crate::metric_names)), labelled with the layer's `name`:
 //! `palisade_retry_retries_total` (each attempt after the first) and
@@ -92,7 +93,7 @@ pub use backoff::{Backoff, Jitter};
 pub use body::RetryBody;
 pub use budget::Budget;
 pub use layer::{RetryLayer, RetryLayerBuilder};
-pub use policy::{Decision, DefaultPolicy, IDEMPOTENCY_KEY, Policy, retry_after};
+pub use policy::{Decision, DefaultPolicy, IDEMPOTENCY_KEY, Policy, RequestHead, retry_after};
 
 use self::future::{Replay, ResponseFuture};
 use self::layer::Shared;
@@ -114,6 +115,20 @@ impl<S, P> Retry<S, P> {
 }
 
 inner_accessors!(Retry, P);
+
+impl<S: Clone, P> Retry<S, P> {
+    /// A future that reads the body of `req` before the first attempt: it takes the service that was
+    /// polled ready and leaves a clone in its place (tower's usual swap).
+    fn buffering<B>(&mut self, req: Request<B>) -> ResponseFuture<S, P, B>
+    where
+        S: Service<Request<RetryBody<B>>>,
+    {
+        let clone = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        ResponseFuture::buffering(body, Replay::from_parts(ready, Arc::clone(&self.shared), parts))
+    }
+}
 
 impl<S: Clone, P> Clone for Retry<S, P> {
     fn clone(&self) -> Self {
@@ -149,26 +164,17 @@ where
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }
-        // The request is only taken apart when its body must be read first: splitting and rebuilding
-        // a request moves its whole head twice.
-        if shared.max_attempts <= 1 || !shared.policy.is_retryable(&req) {
-            return ResponseFuture::once(self.inner.call(req.map(RetryBody::streaming)));
-        }
-        if req.body().is_end_stream() {
-            let replay = Replay::boxed_for(self.inner.clone(), Arc::clone(&self.shared), &req);
-            let fut = self.inner.call(req.map(|_| RetryBody::empty()));
-            return ResponseFuture::called(fut, replay);
-        }
-        match req.body().size_hint().upper() {
-            Some(upper) if upper <= shared.max_buffered_body => {
-                // The body must be read before the first attempt: the future takes the service that was
-                // polled ready and leaves a clone in its place (tower's usual swap).
-                let clone = self.inner.clone();
-                let ready = mem::replace(&mut self.inner, clone);
-                let (parts, body) = req.into_parts();
-                ResponseFuture::buffering(body, Replay::new(ready, Arc::clone(&self.shared), parts))
-            }
-            _ => ResponseFuture::once(self.inner.call(req.map(RetryBody::streaming))),
-        }
+        // A request that may be retried keeps a copy of its head (and its body, read first if there
+        // is one); any other is passed through untouched. Both call the inner service from one place.
+        let replay = if shared.max_attempts <= 1 || !shared.policy.is_retryable(&req) {
+            None
+        } else if req.body().is_end_stream() {
+            Some(Replay::copy_of(self.inner.clone(), Arc::clone(&self.shared), &req))
+        } else if req.body().size_hint().upper().is_some_and(|upper| upper <= shared.max_buffered_body) {
+            return self.buffering(req);
+        } else {
+            None
+        };
+        ResponseFuture::new(self.inner.call(req.map(RetryBody::streaming)), replay)
     }
 }

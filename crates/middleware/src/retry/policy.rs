@@ -1,9 +1,10 @@
 //! Which requests and which failures are retried.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode, request};
+use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::{BoxError, Classify, DefaultClassifier};
 
@@ -25,7 +26,7 @@ pub enum Decision {
 /// Decides which requests may be retried and which results are retried.
 ///
 /// Implemented by [`DefaultPolicy`], by `()` (never retry) and by every closure
-/// `Fn(&http::request::Parts, Result<&http::Response<B>, &BoxError>) -> Decision` (which may retry any
+/// `Fn(&RequestHead<'_>, Result<&http::Response<B>, &BoxError>) -> Decision` (which may retry any
 /// request: it sees the request on every decision). Whatever the policy says, `max_attempts`, the
 /// budget and the request's [`Deadline`](crate::Deadline) still bound the retries.
 pub trait Policy<ResB> {
@@ -37,7 +38,50 @@ pub trait Policy<ResB> {
     }
 
     /// What to do with the `result` of an attempt at `req` (the inner service's error is boxed).
-    fn decide(&self, req: &request::Parts, result: Result<&Response<ResB>, &BoxError>) -> Decision;
+    fn decide(&self, req: &RequestHead<'_>, result: Result<&Response<ResB>, &BoxError>) -> Decision;
+}
+
+/// The head of the request an attempt sent, as a [`Policy`] sees it: what
+/// [`http::Request`]'s accessors of the same names return.
+///
+/// A view of the copy the retry layer keeps to send the request again (not an
+/// [`http::request::Parts`], which would cost building one for every request).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) uri: &'a Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: Option<&'a HeaderMap>,
+    pub(crate) extensions: &'a Extensions,
+}
+
+impl RequestHead<'_> {
+    /// The request's method.
+    pub const fn method(&self) -> &Method {
+        self.method
+    }
+
+    /// The request's URI.
+    pub const fn uri(&self) -> &Uri {
+        self.uri
+    }
+
+    /// The request's HTTP version.
+    pub const fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        // The layer keeps no map for a request without headers.
+        static NONE: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+        self.headers.unwrap_or(&NONE)
+    }
+
+    /// The request's extensions (a [`Deadline`](crate::Deadline), for one).
+    pub const fn extensions(&self) -> &Extensions {
+        self.extensions
+    }
 }
 
 impl<ResB> Policy<ResB> for () {
@@ -45,16 +89,16 @@ impl<ResB> Policy<ResB> for () {
         false
     }
 
-    fn decide(&self, _req: &request::Parts, _result: Result<&Response<ResB>, &BoxError>) -> Decision {
+    fn decide(&self, _req: &RequestHead<'_>, _result: Result<&Response<ResB>, &BoxError>) -> Decision {
         Decision::Return
     }
 }
 
 impl<F, ResB> Policy<ResB> for F
 where
-    F: Fn(&request::Parts, Result<&Response<ResB>, &BoxError>) -> Decision,
+    F: Fn(&RequestHead<'_>, Result<&Response<ResB>, &BoxError>) -> Decision,
 {
-    fn decide(&self, req: &request::Parts, result: Result<&Response<ResB>, &BoxError>) -> Decision {
+    fn decide(&self, req: &RequestHead<'_>, result: Result<&Response<ResB>, &BoxError>) -> Decision {
         self(req, result)
     }
 }
@@ -147,10 +191,12 @@ where
     #[inline]
     fn is_retryable<B>(&self, req: &Request<B>) -> bool {
         matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE)
-            || req.headers().contains_key(IDEMPOTENCY_KEY)
+            // By reference, after the emptiness check: the key is not built, compared or dropped for
+            // a request without headers.
+            || (!req.headers().is_empty() && req.headers().contains_key(&IDEMPOTENCY_KEY))
     }
 
-    fn decide(&self, _req: &request::Parts, result: Result<&Response<ResB>, &BoxError>) -> Decision {
+    fn decide(&self, _req: &RequestHead<'_>, result: Result<&Response<ResB>, &BoxError>) -> Decision {
         if !self.classifier.classify(result).is_failure() {
             return Decision::Return;
         }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::SizeHint;
-use http_body_util::Full;
+use http_body_util::{Empty, Full};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use palisade::retry::{Backoff, Budget, Decision, DefaultPolicy, Policy, RetryBody, RetryLayer};
+use palisade::retry::{Backoff, Budget, Decision, DefaultPolicy, Policy, RequestHead, RetryBody, RetryLayer};
 use palisade::{BoxError, Deadline, Outcome, metric_names};
-use support::{Chunks, MustNotBeRead, Reply, get, request, run, with_body};
+use support::{Chunks, Marker, MustNotBeRead, Reply, get, request, run, with_body};
 use tower::{Layer, ServiceExt};
 
 const MS: Duration = Duration::from_millis(1);
@@ -389,9 +389,8 @@ async fn retries_and_budget_exhaustion_are_counted_per_layer_name() {
 #[tokio::test(start_paused = true)]
 async fn a_closure_policy_decides_everything() {
     // Retry POSTs on 500, twice as fast as the backoff would.
-    let policy = |req: &http::request::Parts, result: Result<&Response<&'static str>, &BoxError>| match result
-    {
-        Ok(res) if req.method == Method::POST && res.status() == 500 => {
+    let policy = |req: &RequestHead<'_>, result: Result<&Response<&'static str>, &BoxError>| match result {
+        Ok(res) if req.method() == Method::POST && res.status() == 500 => {
             Decision::RetryAfter(Duration::from_secs(1))
         }
         _ => Decision::Return,
@@ -403,6 +402,67 @@ async fn a_closure_policy_decides_everything() {
     let never = RetryLayer::builder().policy(()).build().unwrap();
     let run = support::run(&never, get(), &[Reply::Status(503)]).await;
     assert_eq!(run.attempts.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_whole_head_and_the_policy_sees_it() {
+    // What the policy saw, per decision: method, URI, version, a header, the extension.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let policy = move |req: &RequestHead<'_>, result: Result<&Response<&'static str>, &BoxError>| {
+        log.lock().unwrap().push((
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            req.headers().get("x-tenant").cloned(),
+            req.extensions().get::<Marker>().cloned(),
+        ));
+        match result {
+            Ok(res) if res.status() == 503 => Decision::Retry,
+            _ => Decision::Return,
+        }
+    };
+    let layer = RetryLayer::builder()
+        .policy(policy)
+        .max_attempts(4) // so that the policy decides on each of the three results
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build()
+        .unwrap();
+
+    let mut req = Request::builder()
+        .method(Method::DELETE)
+        .uri("http://dep/v1/things/7?force=true")
+        .version(http::Version::HTTP_2)
+        .header("x-tenant", "acme")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    req.extensions_mut().insert(Marker("first"));
+    let run = run(&layer, req, &[Reply::Status(503), Reply::Status(503), Reply::Status(204)]).await;
+    assert_eq!(run.status(), 204);
+    assert_eq!(run.attempts.len(), 3);
+    for attempt in &run.attempts {
+        assert_eq!(attempt.method, Method::DELETE);
+        assert_eq!(attempt.uri, "http://dep/v1/things/7?force=true");
+        assert_eq!(attempt.version, http::Version::HTTP_2);
+        assert_eq!(attempt.headers["x-tenant"], "acme");
+        assert_eq!(attempt.marker, Some(Marker("first")));
+    }
+    let decisions = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(decisions.len(), 3, "one decision per attempt");
+    for (method, uri, version, tenant, marker) in &decisions {
+        assert_eq!(
+            (method, uri.to_string(), *version),
+            (&Method::DELETE, "http://dep/v1/things/7?force=true".to_owned(), http::Version::HTTP_2)
+        );
+        assert_eq!(tenant.as_ref().unwrap(), "acme");
+        assert_eq!(marker, &Some(Marker("first")));
+    }
+
+    // A request without headers: the policy still gets a (empty) map.
+    let run = support::run(&layer, get(), &[Reply::Status(200)]).await;
+    assert_eq!(run.attempts.len(), 1);
+    let last = seen.lock().unwrap().pop().unwrap();
+    assert_eq!((last.3, last.4), (None, None));
 }
 
 #[tokio::test(start_paused = true)]

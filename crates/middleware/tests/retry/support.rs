@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use palisade::BoxError;
@@ -32,13 +32,21 @@ pub(crate) enum Reply {
     ErrorWith(fn() -> BoxError),
 }
 
+/// An extension a test puts on its request, to see it on every attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Marker(pub(crate) &'static str);
+
 /// One attempt as the inner service saw it.
 #[derive(Debug)]
 pub(crate) struct Seen {
     /// Virtual time since the request was sent.
     pub(crate) at: Duration,
     pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
+    /// The request's [`Marker`] extension, if it had one.
+    pub(crate) marker: Option<Marker>,
     pub(crate) body: Bytes,
     pub(crate) trailers: Option<HeaderMap>,
 }
@@ -85,7 +93,16 @@ where
                 let (parts, body) = req.into_parts();
                 let collected = body.collect().await.map_err(Into::into).expect("a readable body");
                 let trailers = collected.trailers().cloned();
-                attempts.push(Seen { at, method: parts.method, headers: parts.headers, body: collected.to_bytes(), trailers });
+                attempts.push(Seen {
+                    at,
+                    marker: parts.extensions.get::<Marker>().cloned(),
+                    method: parts.method,
+                    uri: parts.uri,
+                    version: parts.version,
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                    trailers,
+                });
                 match script.next().unwrap_or_else(|| panic!("attempt {} was not scripted", attempts.len())) {
                     Reply::Status(code) => send.send_response(status(code)),
                     Reply::RetryAfter(code, after) => {
