@@ -8,6 +8,8 @@
 #![allow(missing_docs)]
 
 mod common;
+#[path = "common/floor.rs"]
+mod floor;
 
 use std::time::Duration;
 
@@ -93,6 +95,8 @@ fn main() {
         std::hint::black_box(req.uri().clone());
         std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
     });
+    let mut minimal_replay = floor::MinimalReplay::new(bare_for());
+    let mut minimal_post = floor::MinimalReplay::new(bare_for());
     let mut bare_post = bare_for();
     let mut retry_post = RetryLayer::new().layer(bare_for());
     table(
@@ -102,12 +106,20 @@ fn main() {
             ("bare_get", Box::new(|| rt.block_on(call_loop_with(&mut bare_get, CALLS, get_empty)))),
             ("palisade_get", Box::new(|| rt.block_on(call_loop_with(&mut retry_get, CALLS, get_empty)))),
             (
+                "floor_minimal_replay_get",
+                Box::new(|| rt.block_on(call_loop_with(&mut minimal_replay, CALLS, get_empty))),
+            ),
+            (
                 "bare_get_copying_its_uri",
                 Box::new(|| rt.block_on(call_loop_with(&mut copying_uri, CALLS, get_empty))),
             ),
             (
                 "bare_post",
                 Box::new(|| rt.block_on(call_loop_with(&mut bare_post, CALLS, common::post_empty))),
+            ),
+            (
+                "floor_post",
+                Box::new(|| rt.block_on(call_loop_with(&mut minimal_post, CALLS, common::post_empty))),
             ),
             (
                 "palisade_post",
