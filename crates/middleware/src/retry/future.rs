@@ -271,7 +271,30 @@ where
 {
     type Output = Result<Response<ResB>, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A request sent once: the result of its one attempt, with nothing to decide. Kept apart from
+        // the rest, which a request passed through never needs.
+        if self.replay.is_none()
+            && let StateProj::Called { fut } = self.as_mut().project().state.project()
+        {
+            return fut.poll(cx).map_err(Into::into);
+        }
+        self.poll_attempts(cx)
+    }
+}
+
+impl<S, P, B, ResB> ResponseFuture<S, P, B>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    P: Policy<ResB>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    /// Everything else: reading the body, the attempts of a request that may be retried, the decisions
+    /// on their results, backing off.
+    fn poll_attempts(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Response<ResB>, BoxError>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
