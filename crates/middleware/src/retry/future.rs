@@ -85,8 +85,6 @@ impl<S, P> Replay<S, P> {
     /// A copy of the head of `req`, a bodiless request about to be sent.
     pub(crate) fn copy_of<B>(svc: S, shared: Arc<Shared<P>>, req: &Request<B>) -> Box<Self> {
         let headers = (!req.headers().is_empty()).then(|| Box::new(req.headers().clone()));
-        let extensions =
-            if req.extensions().is_empty() { Extensions::new() } else { req.extensions().clone() };
         Box::new(Self::new(
             svc,
             shared,
@@ -94,7 +92,7 @@ impl<S, P> Replay<S, P> {
             req.uri().clone(),
             req.version(),
             headers,
-            extensions,
+            req.extensions().clone(), // no allocation when there are none
         ))
     }
 
