@@ -51,21 +51,57 @@ pin_project! {
     }
 }
 
-/// Everything needed to send the request again: the head's parts, copied one by one (building an
-/// `http::request::Parts` costs a default head first, then its drop).
+/// Everything needed to send the request again.
 pub(crate) struct Replay<S, P> {
     pub(crate) svc: S,
     pub(crate) shared: Arc<Shared<P>>,
+    head: Head,
+    // `None` for a bodiless request. Boxed: most retried requests have none.
+    body: Option<Box<Buffered>>,
+    pub(crate) attempts: u32,
+    pub(crate) previous_delay: Duration,
+}
+
+/// A request head kept part by part: an `http::request::Parts` can only be had by building a default
+/// head first, then overwriting and dropping it.
+#[derive(Clone)]
+struct Head {
     method: Method,
     uri: Uri,
     version: Version,
     // `None` for a request without headers: no map to build, nor to drop.
     headers: Option<Box<HeaderMap>>,
     extensions: Extensions,
-    // `None` for a bodiless request. Boxed: most retried requests have none.
-    body: Option<Box<Buffered>>,
-    pub(crate) attempts: u32,
-    pub(crate) previous_delay: Duration,
+}
+
+impl Head {
+    fn from_parts(parts: request::Parts) -> Self {
+        let request::Parts { method, uri, version, headers, extensions, .. } = parts;
+        let headers = (!headers.is_empty()).then(|| Box::new(headers));
+        Self { method, uri, version, headers, extensions }
+    }
+
+    fn copy_of<B>(req: &Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: (!req.headers().is_empty()).then(|| Box::new(req.headers().clone())),
+            extensions: req.extensions().clone(), // no allocation when there are none
+        }
+    }
+
+    fn into_request<T>(self, body: T) -> Request<T> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        if let Some(headers) = self.headers {
+            *req.headers_mut() = *headers;
+        }
+        *req.extensions_mut() = self.extensions;
+        req
+    }
 }
 
 /// A body read into memory, to be sent with every attempt.
@@ -77,55 +113,26 @@ struct Buffered {
 impl<S, P> Replay<S, P> {
     /// Keeps the head `parts` (a request whose body is read before the first attempt).
     pub(crate) fn from_parts(svc: S, shared: Arc<Shared<P>>, parts: request::Parts) -> Self {
-        let request::Parts { method, uri, version, headers, extensions, .. } = parts;
-        let headers = (!headers.is_empty()).then(|| Box::new(headers));
-        Self::new(svc, shared, method, uri, version, headers, extensions)
+        Self::new(svc, shared, Head::from_parts(parts))
     }
 
     /// A copy of the head of `req`, a bodiless request about to be sent.
     pub(crate) fn copy_of<B>(svc: S, shared: Arc<Shared<P>>, req: &Request<B>) -> Box<Self> {
-        let headers = (!req.headers().is_empty()).then(|| Box::new(req.headers().clone()));
-        Box::new(Self::new(
-            svc,
-            shared,
-            req.method().clone(),
-            req.uri().clone(),
-            req.version(),
-            headers,
-            req.extensions().clone(), // no allocation when there are none
-        ))
+        Box::new(Self::new(svc, shared, Head::copy_of(req)))
     }
 
-    const fn new(
-        svc: S,
-        shared: Arc<Shared<P>>,
-        method: Method,
-        uri: Uri,
-        version: Version,
-        headers: Option<Box<HeaderMap>>,
-        extensions: Extensions,
-    ) -> Self {
-        Self {
-            svc,
-            shared,
-            method,
-            uri,
-            version,
-            headers,
-            extensions,
-            body: None,
-            attempts: 1,
-            previous_delay: Duration::ZERO,
-        }
+    const fn new(svc: S, shared: Arc<Shared<P>>, head: Head) -> Self {
+        Self { svc, shared, head, body: None, attempts: 1, previous_delay: Duration::ZERO }
     }
 
     fn head(&self) -> RequestHead<'_> {
+        let head = &self.head;
         RequestHead {
-            method: &self.method,
-            uri: &self.uri,
-            version: self.version,
-            headers: self.headers.as_deref(),
-            extensions: &self.extensions,
+            method: &head.method,
+            uri: &head.uri,
+            version: head.version,
+            headers: head.headers.as_deref(),
+            extensions: &head.extensions,
         }
     }
 
@@ -135,28 +142,12 @@ impl<S, P> Replay<S, P> {
             Some(buffered) => RetryBody::buffered(buffered.data.clone(), buffered.trailers.clone()),
             None => RetryBody::empty(),
         };
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = self.version;
-        if let Some(headers) = &self.headers {
-            *req.headers_mut() = (**headers).clone();
-        }
-        *req.extensions_mut() = self.extensions.clone();
-        req
+        self.head.clone().into_request(body)
     }
 
     /// The service, and the request to send it once with `body`: the head is moved, not copied.
     fn into_request<T>(self, body: T) -> (S, Request<T>) {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.version_mut() = self.version;
-        if let Some(headers) = self.headers {
-            *req.headers_mut() = *headers;
-        }
-        *req.extensions_mut() = self.extensions;
-        (self.svc, req)
+        (self.svc, self.head.into_request(body))
     }
 
     /// The delay before the next attempt, or `None` to return `result` as it is.
@@ -173,7 +164,7 @@ impl<S, P> Replay<S, P> {
             Decision::RetryAfter(delay) if delay <= shared.max_retry_after => delay,
             Decision::Return | Decision::RetryAfter(_) => return None,
         };
-        if let Some(deadline) = self.extensions.get::<Deadline>() {
+        if let Some(deadline) = self.head.extensions.get::<Deadline>() {
             // A retry that would start at or after the deadline could not finish in time.
             if Instant::now().checked_add(delay).is_none_or(|start| start >= deadline.instant()) {
                 return None;
