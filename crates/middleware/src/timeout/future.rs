@@ -28,8 +28,8 @@ pin_project! {
 /// When the timer of a [`ResponseFuture`] fires.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Until {
-    /// At this instant; `None`: further than the clock can say (wait as long as tokio can).
-    At(Option<Instant>),
+    /// At this instant.
+    At(Instant),
     /// This long after the inner future first returns `Pending`.
     After(Duration),
 }
@@ -86,7 +86,7 @@ where
                 }
                 if sleep.is_none() {
                     let at = match *until {
-                        Until::At(at) => at,
+                        Until::At(at) => Some(at),
                         // Counted from here: the one clock read of a call without a caller deadline,
                         // skipped entirely when the answer is ready at once. The timeout so starts after
                         // the inner future's first poll, which cannot be interrupted anyway.
@@ -94,6 +94,7 @@ where
                     };
                     sleep.set(Some(match at {
                         Some(at) => tokio::time::sleep_until(at),
+                        // A timeout further than the clock can say: as long as tokio can wait.
                         None => tokio::time::sleep(Duration::MAX),
                     }));
                 }

@@ -7,8 +7,8 @@
 //!   fails with [`DeadlineExceeded`] instead; a request whose deadline has already passed is not sent
 //!   to the inner service at all. Without a caller deadline, the timeout counts from the moment the
 //!   inner future first waits (returns `Pending`), so an answer ready at once costs no clock read and
-//!   no timer; a caller's deadline is an absolute instant either way. Both errors are returned boxed ([`BoxError`]): a
-//!   client downcasts them, a server wraps the stack in [`ProblemLayer`](crate::problem::ProblemLayer),
+//!   no timer; a caller's deadline is an absolute instant either way. Both errors are returned boxed
+//!   ([`BoxError`]): a client downcasts them, a server wraps the stack in [`ProblemLayer`](crate::problem::ProblemLayer),
 //!   which answers both with `504 Gateway Timeout` (problem+json).
 //! - [`ServerDeadlineLayer`] reads the caller's remaining budget from the request headers and stores a
 //!   [`Deadline`] in the request's extensions ([`Deadline::apply`]): handlers read it with
@@ -176,8 +176,8 @@ where
             return ResponseFuture::expired();
         }
         let (until, kind) = match now.checked_add(timeout) {
-            Some(until) if until <= deadline => (Until::At(Some(until)), Kind::Timeout),
-            _ => (Until::At(Some(deadline)), Kind::Deadline),
+            Some(until) if until <= deadline => (Until::At(until), Kind::Timeout),
+            _ => (Until::At(deadline), Kind::Deadline),
         };
         // The future makes its timer only if the inner future is not ready at once. It shares the
         // metric handles: one reference-count increment, no allocation.

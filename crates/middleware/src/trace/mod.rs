@@ -5,9 +5,11 @@
 //! one starts a new trace with random ids; `tracestate` is passed through when well formed and within
 //! 32 members / 512 characters, dropped otherwise), gives the request a new span id, makes that
 //! [`TraceContext`] the [current](TraceContext::current) one while the handler runs (axum: take it as
-//! an extractor, `async fn handler(trace: TraceContext)`), polls the handler inside an `http_request` [`tracing`] span with fields `trace_id`, `span_id`, `http.request.method`,
-//! `url.path` and, with the `axum` feature, `http.route` — so every log line of the handler carries
-//! `trace_id` — and echoes a `traceparent` naming the server span on the response.
+//! an extractor, `async fn handler(trace: TraceContext)`), polls the handler inside an `http_request`
+//! [`tracing`] span with the field `trace_id` — so every log line of the handler carries it — and
+//! echoes a `traceparent` naming the server span on the response.
+//! [`ServerTraceLayer::span_details`] adds `span_id`, `http.request.method`, `url.path` and, with the
+//! `axum` feature, `http.route` to the span.
 //!
 //! **Client** ([`TraceContextLayer::client`]): writes `traceparent` and `tracestate` on each outgoing
 //! request for a new client span whose parent is the current context, and runs the call in an
@@ -35,7 +37,8 @@
 //! ids are recorded in spans with `display`, so the hex goes straight into the subscriber's buffer.
 //! Per request, the one allocation is the echoed header value (plus what the subscriber does with the
 //! span). The context is not put in the request's extensions: growing that map cost more than the
-//! rest of the layer without a span (docs/decisions/005). The span level is configurable ([`ServerTraceLayer::level`]).
+//! rest of the layer without a span (docs/decisions/005). The span level is configurable
+//! ([`ServerTraceLayer::level`]).
 //!
 //! # Example
 //!
