@@ -286,8 +286,9 @@ impl TraceContext {
         CURRENT.with(|current| current.borrow().clone())
     }
 
-    /// The trace id of the thread's current context, without cloning it.
-    pub(crate) fn current_trace_id() -> Option<TraceId> {
+    /// The trace id of the thread's [current](Self::current) context, without cloning the context
+    /// (and its `tracestate`): what error documents and log lines need.
+    pub fn current_trace_id() -> Option<TraceId> {
         CURRENT.with(|current| current.borrow().as_ref().map(Self::trace_id))
     }
 

@@ -486,12 +486,14 @@ async fn current_is_set_only_while_the_handler_is_polled() {
             tokio::task::yield_now().await; // a second poll sees it again
             seen.lock().unwrap().push(TraceContext::current());
             assert_eq!(TraceContext::current(), in_call);
+            assert_eq!(TraceContext::current_trace_id(), in_call.map(|ctx| ctx.trace_id()));
             Ok::<_, Infallible>(Response::new(()))
         }
     }));
     assert_eq!(TraceContext::current(), None);
     svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
     assert_eq!(TraceContext::current(), None);
+    assert_eq!(TraceContext::current_trace_id(), None);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|ctx| ctx.as_ref().unwrap().trace_id().to_string() == TRACE_ID));

@@ -267,7 +267,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let uri = req.uri().clone();
         // Inside the palisade trace layer's scope (it runs outside this one).
-        let trace_id = TraceContext::current().map(|context| context.trace_id());
+        let trace_id = TraceContext::current_trace_id();
         ProblemContextFuture { inner: self.inner.call(req), context: Some((uri, trace_id)) }
     }
 }
