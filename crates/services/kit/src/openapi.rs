@@ -1,5 +1,6 @@
 //! What every service's OpenAPI document shares: the `bearer` security scheme its admin and
-//! authenticated routes name (`security(("bearer" = []))`), and how the document is assembled.
+//! authenticated routes name (`security(("bearer" = []))`), their `401`/`403` responses
+//! ([`AuthErrors`], [`NotAdmin`]), and how the document is assembled.
 //!
 //! ```ignore
 //! #[derive(utoipa::OpenApi)]
@@ -13,10 +14,10 @@
 //! ```
 
 use utoipa::Modify;
-
-use crate::error::Problem;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::error::Problem;
 
 /// Adds the `bearer` security scheme: `Authorization: Bearer <JWT>`, as issued by the users service.
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,6 +41,28 @@ pub fn document(mut doc: OpenApi, paths: OpenApi, version: &str) -> OpenApi {
     doc.merge(paths);
     version.clone_into(&mut doc.info.version);
     doc
+}
+
+/// The error response of an endpoint that needs any valid token: `401` with the bearer challenge.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AuthErrors {
+    /// No usable token.
+    #[response(
+        status = 401,
+        description = "Missing, invalid or expired token",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
+    )]
+    Unauthorized(Problem),
+}
+
+/// The error response of an endpoint that needs an admin token, besides [`AuthErrors`]: `403` for a
+/// valid token without the admin role (list both: `responses(..., AuthErrors, NotAdmin)`).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum NotAdmin {
+    /// A token without the admin role.
+    #[response(status = 403, description = "Not an admin", content_type = "application/problem+json")]
+    Forbidden(Problem),
 }
 
 #[cfg(test)]
@@ -72,26 +95,4 @@ mod tests {
         assert_eq!(doc.info.version, "1.2.3");
         assert!(doc.paths.paths.contains_key("/v1/things"));
     }
-}
-
-/// The error response of an endpoint that needs any valid token: `401` with the bearer challenge.
-#[derive(Debug, utoipa::IntoResponses)]
-pub enum AuthErrors {
-    /// No usable token.
-    #[response(
-        status = 401,
-        description = "Missing, invalid or expired token",
-        content_type = "application/problem+json",
-        headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
-    )]
-    Unauthorized(Problem),
-}
-
-/// The error response of an endpoint that needs an admin token, besides [`AuthErrors`]: `403` for a
-/// valid token without the admin role (list both: `responses(..., AuthErrors, NotAdmin)`).
-#[derive(Debug, utoipa::IntoResponses)]
-pub enum NotAdmin {
-    /// A token without the admin role.
-    #[response(status = 403, description = "Not an admin", content_type = "application/problem+json")]
-    Forbidden(Problem),
 }

@@ -1,9 +1,9 @@
 //! Logging and the process's Prometheus recorder.
 //!
 //! [`init`] installs a `tracing-subscriber`: filter from `RUST_LOG` (default `info`), output pretty
-//! or JSON (`LOG_FORMAT=json`); pretty output is coloured only on a terminal. Every line logged inside a request carries the palisade server
-//! span's fields, among them `trace_id`. Neither the kit nor palisade records request headers, so
-//! `Authorization` and cookies never reach the logs.
+//! or JSON (`LOG_FORMAT=json`); pretty output is coloured only on a terminal. Every line logged inside
+//! a request carries the palisade server span's fields, among them `trace_id`. Neither the kit nor
+//! palisade records request headers, so `Authorization` and cookies never reach the logs.
 //!
 //! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
