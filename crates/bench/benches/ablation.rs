@@ -13,6 +13,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::Measure;
 use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::metrics::MetricsLayer;
 use palisade::problem::ProblemLayer;
@@ -55,23 +56,12 @@ fn main() {
         .filter(|(name, _)| *name == "bare" || filter.as_deref().is_none_or(|f| name.contains(f)))
         .map(|(name, router)| (name, router.with_state::<()>(())))
         .collect();
-    for (_, app) in &rows {
-        rt.block_on(common::server_loop(app, REQUESTS)); // warm-up
-    }
-    let mut per_request: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); rows.len()];
-    for _ in 0..ROUNDS {
-        for (i, (_, app)) in rows.iter().enumerate() {
-            let took = rt.block_on(common::server_loop(app, REQUESTS));
-            per_request[i].push(took.as_nanos() as f64 / REQUESTS as f64);
-        }
-    }
-    for (i, (name, _)) in rows.iter().enumerate() {
-        let mut diffs: Vec<f64> = per_request[i].iter().zip(&per_request[0]).map(|(r, b)| r - b).collect();
-        let mut times = per_request[i].clone();
-        println!(
-            "ablation/{name:<20} {:>8.1} ns/request  overhead {:>7.1} ns  ({ROUNDS} rounds x {REQUESTS} requests)",
-            common::quantile(&mut times, 0.5),
-            common::quantile(&mut diffs, 0.5)
-        );
-    }
+    let measures = rows
+        .iter()
+        .map(|(name, app)| {
+            let measure: Measure<'_> = Box::new(|| rt.block_on(common::server_loop(app, REQUESTS)));
+            (*name, measure)
+        })
+        .collect();
+    common::paired_table("ablation", ROUNDS, REQUESTS, measures);
 }

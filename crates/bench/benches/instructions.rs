@@ -68,13 +68,19 @@ fn client_rows(app: &str, n: u64, rt: &tokio::runtime::Runtime) -> Option<u64> {
         _ => return None,
     };
     if app.starts_with("bare") {
-        let mut svc = common::bare_for();
-        rt.block_on(common::call_loop_with(&mut svc, 1_000, make));
-        rt.block_on(common::call_loop_with(&mut svc, n, make));
+        warm_then_call(rt, &mut common::bare_for(), n, make);
     } else {
-        let mut svc = RetryLayer::new().layer(common::bare_for());
-        rt.block_on(common::call_loop_with(&mut svc, 1_000, make));
-        rt.block_on(common::call_loop_with(&mut svc, n, make));
+        warm_then_call(rt, &mut RetryLayer::new().layer(common::bare_for()), n, make);
     }
     Some(n)
+}
+
+/// 1,000 warm-up calls of `svc`, then `n` calls.
+fn warm_then_call<S, B>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, make: fn() -> http::Request<B>)
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: std::fmt::Debug,
+{
+    rt.block_on(common::call_loop_with(svc, 1_000, make));
+    rt.block_on(common::call_loop_with(svc, n, make));
 }

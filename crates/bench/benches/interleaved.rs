@@ -8,10 +8,6 @@
 #![allow(missing_docs)]
 
 mod common;
-#[path = "common/floor.rs"]
-mod floor;
-
-use std::time::Duration;
 
 use axum_prometheus::BaseMetricLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
@@ -20,8 +16,10 @@ use tower::Layer;
 use tower_resilience::circuitbreaker::CircuitBreakerLayer as TrBreakerLayer;
 use tracing::Level;
 
+use common::floor;
 use common::{
-    bare, bare_for, call_loop, call_loop_with, get_empty, palisade_stack, peer_stack, router, runtime,
+    Measure, bare, bare_for, call_loop, call_loop_with, get_empty, palisade_stack, peer_stack, router,
+    runtime,
 };
 
 /// Rounds per table.
@@ -31,36 +29,10 @@ const CALLS: u64 = 50_000;
 /// Requests per row and round, server table.
 const REQUESTS: u64 = 2_000;
 
-type Measure<'a> = Box<dyn FnMut() -> Duration + 'a>;
-
-/// Runs `rows` round-robin; the first row is the baseline. Prints, per row, the median time per call
-/// and the median of the paired per-round overheads (with the quartiles).
-fn table(name: &str, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
-    if !selected(name) {
-        return;
-    }
-    // One warm-up round.
-    for (_, measure) in &mut rows {
-        measure();
-    }
-    let mut per_call: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); rows.len()];
-    for _ in 0..ROUNDS {
-        for (i, (_, measure)) in rows.iter_mut().enumerate() {
-            per_call[i].push(measure().as_nanos() as f64 / calls as f64);
-        }
-    }
-    for (i, (row, _)) in rows.iter().enumerate() {
-        let mut times = per_call[i].clone();
-        let median = common::quantile(&mut times, 0.5);
-        let mut diffs: Vec<f64> = per_call[i].iter().zip(&per_call[0]).map(|(r, b)| r - b).collect();
-        let (q1, q2, q3) = (
-            common::quantile(&mut diffs, 0.25),
-            common::quantile(&mut diffs, 0.5),
-            common::quantile(&mut diffs, 0.75),
-        );
-        println!(
-            "interleaved/{name}/{row:<28} {median:>10.1} ns/call  overhead {q2:>10.1} ns  [quartiles {q1:.1} {q3:.1}]  ({ROUNDS} rounds x {calls} calls)"
-        );
+/// Runs the table `name` (see [`common::paired_table`]) unless `TABLES` leaves it out.
+fn table(name: &str, calls: u64, rows: Vec<(&str, Measure<'_>)>) {
+    if selected(name) {
+        common::paired_table(&format!("interleaved/{name}"), ROUNDS, calls, rows);
     }
 }
 

@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)] // each bench target uses a subset
 
+pub mod floor;
+
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::hint::black_box;
@@ -251,6 +253,37 @@ pub fn install_prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
         .expect("valid buckets")
         .install_recorder()
         .expect("no other global metrics recorder")
+}
+
+/// One row of a [`paired_table`]: measures a fixed number of calls, returns the time they took.
+pub type Measure<'a> = Box<dyn FnMut() -> Duration + 'a>;
+
+/// Runs `rows` round-robin, `rounds` times after one warm-up round; the first row is the baseline.
+/// Prints, per row, the median time per call and the median of the paired per-round overheads
+/// (`row − baseline` within the same round) with their quartiles, each line prefixed by `prefix`.
+///
+/// Interference from other processes that comes in bursts hits every row of a round alike, and the
+/// pairing cancels it.
+pub fn paired_table(prefix: &str, rounds: usize, calls: u64, mut rows: Vec<(&str, Measure<'_>)>) {
+    for (_, measure) in &mut rows {
+        measure();
+    }
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); rows.len()];
+    for _ in 0..rounds {
+        for (i, (_, measure)) in rows.iter_mut().enumerate() {
+            per_call[i].push(measure().as_nanos() as f64 / calls as f64);
+        }
+    }
+    for (i, (row, _)) in rows.iter().enumerate() {
+        let mut times = per_call[i].clone();
+        let median = quantile(&mut times, 0.5);
+        let mut diffs: Vec<f64> = per_call[i].iter().zip(&per_call[0]).map(|(r, b)| r - b).collect();
+        let (q1, q2, q3) =
+            (quantile(&mut diffs, 0.25), quantile(&mut diffs, 0.5), quantile(&mut diffs, 0.75));
+        println!(
+            "{prefix}/{row:<28} {median:>10.1} ns/call  overhead {q2:>10.1} ns  [quartiles {q1:.1} {q3:.1}]  ({rounds} rounds x {calls} calls)"
+        );
+    }
 }
 
 /// The `q` quantile (0.0–1.0) of `values`, nearest rank; sorts `values`.
