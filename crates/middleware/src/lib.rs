@@ -13,6 +13,8 @@ pub mod problem;
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "load-shed")]
+pub mod load_shed;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "retry")]
@@ -24,6 +26,7 @@ pub mod trace;
 
 #[cfg(all(
     feature = "circuit-breaker",
+    feature = "load-shed",
     feature = "retry",
     feature = "timeout",
     feature = "metrics",

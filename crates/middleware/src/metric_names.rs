@@ -16,6 +16,7 @@
 //! | `palisade_retry_retries_total` | counter | `name` | retry: attempts after the first |
 //! | `palisade_retry_budget_exhausted_total` | counter | `name` | retry: retries refused by the budget |
 //! | `palisade_timeout_total` | counter | `name`, `kind` (`timeout` or `deadline`) | timeout |
+//! | `palisade_load_shed_rejected_total` | counter | `name` | load shedding: requests refused over the limit |
 //!
 //! `http_response_status_code` is the numeric status, or `error` when there was no response. An
 //! unmatched route is labelled [`UNMATCHED_ROUTE`], never with the raw path, so series stay bounded by
@@ -41,6 +42,9 @@ pub const RETRY_RETRIES: &str = "palisade_retry_retries_total";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "palisade_retry_budget_exhausted_total";
 /// Calls that timed out or hit their deadline.
 pub const TIMEOUTS: &str = "palisade_timeout_total";
+
+/// Requests refused by the load shedder.
+pub const LOAD_SHED_REJECTED: &str = "palisade_load_shed_rejected_total";
 
 /// Label: HTTP method.
 pub const LABEL_METHOD: &str = "http_request_method";

@@ -6,6 +6,7 @@
 //!
 //! | error | status | extra |
 //! |---|---|---|
+//! | [`Overloaded`](crate::load_shed::error::Overloaded) | `503 Service Unavailable` | `Retry-After` (jittered, whole seconds, at least 1) |
 //! | [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen) | `503 Service Unavailable` | `Retry-After` (whole seconds, at least 1) |
 //! | [`Elapsed`](crate::timeout::error::Elapsed) | `504 Gateway Timeout` | |
 //! | [`DeadlineExceeded`](crate::timeout::error::DeadlineExceeded) | `504 Gateway Timeout` | |
@@ -234,6 +235,16 @@ pub fn problem_for_error(err: &(dyn StdError + 'static)) -> Problem {
 
 #[allow(unused_variables)] // `err` is unused when no middleware feature is enabled.
 fn known_problem(err: &(dyn StdError + 'static)) -> Option<Problem> {
+    #[cfg(feature = "load-shed")]
+    if let Some(overloaded) = err.downcast_ref::<crate::load_shed::error::Overloaded>() {
+        return Some(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_type("https://palisade.dev/problems/overloaded")
+                .with_title("Overloaded")
+                .with_detail("the server has as many requests in flight as it accepts; try again later")
+                .with_retry_after(overloaded.retry_after()),
+        );
+    }
     #[cfg(feature = "circuit-breaker")]
     if let Some(open) = err.downcast_ref::<crate::circuit_breaker::error::CircuitOpen>() {
         return Some(

@@ -10,9 +10,18 @@
 //! | [trace](crate::trace) | first, so every log line below (and the problem documents) carry the `trace_id` |
 //! | [metrics](crate::metrics) | outside the error mapping, so it records the status the client really got (503, 504) |
 //! | [problem](crate::problem) | turns every layer error below into problem+json: the stack is `Infallible` for axum |
+//! | [load shedding](crate::load_shed) | refuses what is over the limit of requests in flight before any work is done |
 //! | [server deadline](crate::timeout::ServerDeadlineLayer) | stores the caller's budget before the timeout reads it |
-//! | [timeout](crate::timeout::TimeoutLayer) | the server's own limit, clamped to the caller's deadline |
-//! | [circuit breaker](crate::circuit_breaker) | innermost: sheds load while the handlers keep failing, and counts timeouts as their failures |
+//! | [timeout](crate::timeout::TimeoutLayer) | innermost: the server's own limit, clamped to the caller's deadline |
+//!
+//! The server preset has **no error-rate circuit breaker** (see `docs/decisions/008`): what protects
+//! a server is the limit on requests in flight, which nothing a client sends can trip. A `429` from
+//! the service's own rate limiter, a `4xx` or a caller's expired deadline never makes the service
+//! refuse other clients. Error-rate breakers belong to the *client* side, one per downstream.
+//!
+//! Keep operational routes (`/livez`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`) outside the
+//! stack: add them to the `Router` *after* `.layer(stack)`, so axum does not wrap them, and a probe
+//! answers while the API sheds load.
 //!
 //! **Client** ([`ClientStack`], outermost first):
 //!
@@ -36,17 +45,23 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), palisade::BoxError> {
 //! let stack = ServerStack::builder().name("catalog").timeout(Duration::from_secs(5)).build()?;
-//! let breaker = stack.breaker();
-//! let app = Router::new().route("/v1/items/{id}", get(|| async { "item" })).layer(stack);
+//! let app = Router::new()
+//!     .route("/v1/items/{id}", get(|| async { "item" }))
+//!     .route("/v1/login", get(|| async { (http::StatusCode::TOO_MANY_REQUESTS, "slow down") }))
+//!     .layer(stack)
+//!     .route("/livez", get(|| async { "pass" })); // after the layer: never shed
 //!
-//! let res = app.clone().oneshot(http::Request::get("/v1/items/1").body(axum::body::Body::empty())?).await?;
+//! let get = |uri| http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+//! let res = app.clone().oneshot(get("/v1/items/1")).await?;
 //! assert_eq!(res.status(), 200);
 //! assert!(res.headers().contains_key("traceparent"));
 //!
-//! breaker.force_open(); // an operator sheds load: answered at once with problem+json
-//! let res = app.oneshot(http::Request::get("/v1/items/1").body(axum::body::Body::empty())?).await?;
-//! assert_eq!(res.status(), 503);
-//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! // However many 429s the service answers, nothing trips: other routes and probes keep working.
+//! for _ in 0..200 {
+//!     assert_eq!(app.clone().oneshot(get("/v1/login")).await?.status(), 429);
+//! }
+//! assert_eq!(app.clone().oneshot(get("/v1/items/1")).await?.status(), 200);
+//! assert_eq!(app.oneshot(get("/livez")).await?.status(), 200);
 //! # Ok(())
 //! # }
 //! ```
@@ -58,6 +73,7 @@ use tower::Layer;
 
 use crate::InvalidConfig;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::load_shed::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_AFTER, LoadShed, LoadShedLayer};
 use crate::metrics::{DefaultRoute, Metrics, MetricsLayer};
 use crate::problem::{ProblemLayer, Problems};
 use crate::retry::{Retry, RetryLayer};
@@ -73,17 +89,17 @@ pub const DEFAULT_CLIENT_BUDGET: Duration = Duration::from_secs(10);
 /// Default timeout of one client attempt.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The server preset: trace → metrics → problem → deadline → timeout → breaker (see the
+/// The server preset: trace → metrics → problem → load shedding → deadline → timeout (see the
 /// [module docs](self)). Apply it with `Router::layer` so metrics and spans see the route template.
 ///
-/// One breaker is shared by every route and clone the stack wraps.
+/// One limit of requests in flight is shared by every route and clone the stack wraps.
 #[derive(Clone, Debug)]
 pub struct ServerStack {
     trace: ServerTraceLayer,
     metrics: MetricsLayer,
+    load_shed: LoadShedLayer,
     deadline: ServerDeadlineLayer,
     timeout: TimeoutLayer,
-    breaker: CircuitBreakerLayer,
 }
 
 impl ServerStack {
@@ -92,49 +108,51 @@ impl ServerStack {
         ServerStackBuilder {
             name: Cow::Borrowed("server"),
             timeout: DEFAULT_SERVER_TIMEOUT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            retry_after: DEFAULT_RETRY_AFTER,
             trace: ServerTraceLayer::new(),
             metrics: MetricsLayer::server(),
             deadline: ServerDeadlineLayer::new(),
-            breaker: None,
         }
     }
 
-    /// The handle of the stack's circuit breaker (read state, force open, reset).
-    pub fn breaker(&self) -> CircuitBreakerHandle {
-        self.breaker.handle()
+    /// The stack's load shedder (requests in flight, limit).
+    pub fn load_shed(&self) -> &LoadShedLayer {
+        &self.load_shed
     }
 }
 
 /// The service made by [`ServerStack`].
 pub type ServerStackService<S> =
-    ServerTrace<Metrics<Problems<ServerDeadline<Timeout<CircuitBreaker<S>>>>, DefaultRoute>>;
+    ServerTrace<Metrics<Problems<LoadShed<ServerDeadline<Timeout<S>>>>, DefaultRoute>>;
 
 impl<S> Layer<S> for ServerStack {
     type Service = ServerStackService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = self.breaker.layer(inner);
         let inner = self.timeout.layer(inner);
         let inner = self.deadline.layer(inner);
+        let inner = self.load_shed.layer(inner);
         let inner = ProblemLayer::new().layer(inner);
         let inner = self.metrics.layer(inner);
         self.trace.layer(inner)
     }
 }
 
-/// Configures a [`ServerStack`].
+/// Configures a [`ServerStack`]. Setters never fail; [`build`](Self::build) checks the values.
 #[derive(Debug)]
 pub struct ServerStackBuilder {
     name: Cow<'static, str>,
     timeout: Duration,
+    max_in_flight: usize,
+    retry_after: Duration,
     trace: ServerTraceLayer,
     metrics: MetricsLayer,
     deadline: ServerDeadlineLayer,
-    breaker: Option<CircuitBreakerLayer>,
 }
 
 impl ServerStackBuilder {
-    /// The name of the timeout and default breaker, used as their metrics' `name` label
+    /// The name of the timeout and load shedder, used as their metrics' `name` label
     /// (default `"server"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
@@ -145,6 +163,20 @@ impl ServerStackBuilder {
     /// (default [`DEFAULT_SERVER_TIMEOUT`], 10 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How many requests may be in flight at once; more are refused with `503` and a jittered
+    /// `Retry-After` (default [`DEFAULT_MAX_IN_FLIGHT`]).
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// The base of the `Retry-After` a refused request gets, jittered up to twice this
+    /// (default [`DEFAULT_RETRY_AFTER`], 1 s).
+    pub fn retry_after(mut self, base: Duration) -> Self {
+        self.retry_after = base;
         self
     }
 
@@ -167,25 +199,20 @@ impl ServerStackBuilder {
         self
     }
 
-    /// The circuit breaker (default: [`CircuitBreakerLayer::builder`]'s defaults, named after the stack).
-    pub fn breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
-        self.breaker = Some(breaker);
-        self
-    }
-
-    /// Builds the stack; fails on a zero timeout.
+    /// Builds the stack; fails on a zero timeout or a zero `max_in_flight`.
     pub fn build(self) -> Result<ServerStack, InvalidConfig> {
         let timeout = TimeoutLayer::builder(self.timeout).name(self.name.clone()).build()?;
-        let breaker = match self.breaker {
-            Some(breaker) => breaker,
-            None => CircuitBreakerLayer::builder().name(self.name.into_owned()).build()?,
-        };
+        let load_shed = LoadShedLayer::builder()
+            .name(self.name)
+            .max_in_flight(self.max_in_flight)
+            .retry_after(self.retry_after)
+            .build()?;
         Ok(ServerStack {
             trace: self.trace,
             metrics: self.metrics,
+            load_shed,
             deadline: self.deadline,
             timeout,
-            breaker,
         })
     }
 }

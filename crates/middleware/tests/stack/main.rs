@@ -195,11 +195,16 @@ async fn a_failing_downstream_opens_the_client_breaker_and_calls_stop_reaching_i
 }
 
 #[tokio::test]
-async fn an_open_server_breaker_answers_503_problem_with_the_trace_id() {
-    let stack = ServerStack::builder().name("e2e-shed").build().unwrap();
-    let handle = stack.breaker();
-    let (addr, _) = serve(stack).await;
-    handle.force_open();
+async fn a_server_at_its_in_flight_limit_answers_503_problem_with_a_retry_after_and_the_trace_id() {
+    let stack = ServerStack::builder().name("e2e-shed").max_in_flight(1).build().unwrap();
+    let shed = stack.load_shed().clone();
+    let (addr, hits) = serve(stack).await;
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let slow = tokio::spawn(http.request(get_req(addr, "/v1/slow")));
+    while hits.slow_started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(shed.in_flight(), 1);
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let mut req = get_req(addr, "/v1/echo/1");
@@ -207,13 +212,33 @@ async fn an_open_server_breaker_answers_503_problem_with_the_trace_id() {
         "traceparent",
         http::HeaderValue::from_str(&format!("00-{trace_id}-00f067aa0ba902b7-01")).unwrap(),
     );
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let res = http.request(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    assert!(res.headers().contains_key("retry-after"));
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}: base 1 s, jittered below 2 s");
     let body = res.into_body().collect().await.unwrap().to_bytes();
     let body = std::str::from_utf8(&body).unwrap();
     assert!(body.contains(&format!(r#""trace_id":"{trace_id}""#)), "{body}");
     assert!(body.contains(r#""status":503"#), "{body}");
+    assert!(body.contains("overloaded"), "{body}");
+
+    // The slow request was not disturbed, and once it is done the place is free again.
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    assert_eq!(shed.in_flight(), 0);
+    let res = http.request(get_req(addr, "/v1/echo/1")).await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_server_answering_its_own_errors_keeps_serving_everyone() {
+    let (addr, hits) = serve(ServerStack::builder().name("e2e-own-errors").build().unwrap()).await;
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    // 200 failures in a row (any error-rate breaker with the old defaults would have opened after 20).
+    for _ in 0..200 {
+        assert_eq!(http.request(get_req(addr, "/v1/fail")).await.unwrap().status(), 500);
+    }
+    assert_eq!(hits.fail.load(Ordering::SeqCst), 200, "every request reached the handler");
+    let res = http.request(get_req(addr, "/v1/echo/1")).await.unwrap();
+    assert_eq!(res.status(), 200, "a healthy route must keep working");
 }

@@ -124,6 +124,9 @@ pub struct ServiceConfig {
     pub db_max_connections: u32,
     /// The server's own timeout for one request.
     pub request_timeout_ms: u64,
+    /// Requests in flight the `/v1` routes accept at once; more are answered 503 with `Retry-After`
+    /// (operational routes are never counted nor refused).
+    pub max_in_flight: usize,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// How long `/readyz` waits for the database.
@@ -143,6 +146,7 @@ impl ServiceConfig {
             database_url: Secret::new(format!("sqlite://data/{service}.db?mode=rwc")),
             db_max_connections: 8,
             request_timeout_ms: 10_000,
+            max_in_flight: palisade::load_shed::DEFAULT_MAX_IN_FLIGHT,
             body_limit_bytes: 64 * 1024,
             readiness_timeout_ms: 1_000,
             drain_delay_ms: 0,

@@ -1,12 +1,15 @@
 //! The HTTP server every service runs: [`app`] assembles the routes and layers; [`Server`] binds
 //! first (so tests use port 0), then [`Server::run`]s until a [`Shutdown`].
 //!
-//! Layers on every route, outermost first: the palisade [`ServerStack`] (trace → metrics → problem →
-//! deadline → timeout → breaker), the JWT keys (request extension for [`crate::auth`]), the body
-//! limit (413), and [`ProblemContextLayer`] (fills `instance`/`trace_id` into problem documents).
+//! Layers on every `/v1` route (and the 404 fallback), outermost first: the palisade [`ServerStack`]
+//! (trace → metrics → problem → load shedding → deadline → timeout), the JWT keys (request extension
+//! for [`crate::auth`]), the body limit (413), and [`ProblemContextLayer`] (fills `instance`/`trace_id`
+//! into problem documents).
 //!
 //! Operational routes, outside `/v1` and outside the OpenAPI paths: `/livez`, `/readyz`, `/metrics`,
-//! `/openapi.json`, `/docs` (Swagger UI, assets in the binary).
+//! `/openapi.json`, `/docs` (Swagger UI, assets in the binary). They are added *after* the layers, so
+//! no load shedding, timeout or problem rewriting ever touches them: a probe answers while the API
+//! sheds load, and a `/readyz` 503 keeps its `application/health+json` body.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,7 +42,11 @@ pub fn app(
     config: &ServiceConfig,
     keys: JwtKeys,
 ) -> Result<Router, InvalidConfig> {
-    let stack = ServerStack::builder().name(name).timeout(config.request_timeout()).build()?;
+    let stack = ServerStack::builder()
+        .name(name)
+        .timeout(config.request_timeout())
+        .max_in_flight(config.max_in_flight)
+        .build()?;
     let prometheus = telemetry::prometheus();
     let metrics = get(move || {
         let body = prometheus.render();
@@ -47,9 +54,6 @@ pub fn app(
     });
     Ok(Router::new()
         .merge(api)
-        .merge(health.routes())
-        .route("/metrics", metrics)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(not_found)
         // One `Router::layer` call for the whole stack: axum boxes each call's result per route and
         // clones every box level on each request, so n calls cost ~n²/2 allocations per request.
@@ -59,7 +63,11 @@ pub fn app(
                 .layer(Extension(keys))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes))
                 .layer(ProblemContextLayer),
-        ))
+        )
+        // After `.layer`: axum leaves routes added later unwrapped.
+        .merge(health.routes())
+        .route("/metrics", metrics)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi)))
 }
 
 /// A bound, not yet running server.

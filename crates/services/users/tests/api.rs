@@ -391,22 +391,34 @@ async fn operational_routes() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn real_port_session_per_address_limit_and_shutdown() {
-    let settings =
-        settings(&kit::db::temp_sqlite_url("users-port"), &[("users.login_limits.per_address", json!(3))]);
-    let app = shop_users::SERVICE.app(&settings).await.unwrap();
-    let server = app.bind().await.unwrap();
-    let addr = server.local_addr();
-    assert_ne!(addr.port(), 0);
-    let (trigger, shutdown) = kit::server::Shutdown::manual();
-    let running = tokio::spawn(server.run(shutdown));
+/// A users service on a real port, and a plain HTTP client for it.
+struct Running {
+    base: String,
+    health: kit::health::Health,
+    keys: JwtKeys,
+    trigger: kit::server::ShutdownTrigger,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, String>,
+}
 
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let base = format!("http://{addr}");
-    let send = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
-        let mut req = Request::builder().method(method).uri(format!("{base}{path}"));
+impl Running {
+    async fn start(extra: &[(&str, Value)]) -> Self {
+        let settings = settings(&kit::db::temp_sqlite_url("users-port"), extra);
+        let app = shop_users::SERVICE.app(&settings).await.unwrap();
+        let health = app.health.clone();
+        let keys = app.keys.clone();
+        let server = app.bind().await.unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        let (trigger, shutdown) = kit::server::Shutdown::manual();
+        let running = tokio::spawn(server.run(shutdown));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Self { base: format!("http://{addr}"), health, keys, trigger, running, client }
+    }
+
+    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -414,42 +426,101 @@ async fn real_port_session_per_address_limit_and_shutdown() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req.body(body.map(|b| b.to_string()).unwrap_or_default()).unwrap();
-        let client = client.clone();
-        async move {
-            let res = client.request(req).await.unwrap();
-            let (parts, body) = res.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            (parts.status, parts.headers, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
-        }
-    };
-    let credentials = |email: &str, password: &str| Some(json!({ "email": email, "password": password }));
+        let res = self.client.request(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+    }
 
-    let (status, _, user) = send("POST", "/v1/users", None, credentials("gina@example.com", PASSWORD)).await;
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.running.await.unwrap().unwrap();
+    }
+}
+
+fn credentials(email: &str, password: &str) -> Option<Value> {
+    Some(json!({ "email": email, "password": password }))
+}
+
+#[tokio::test]
+async fn real_port_session_per_address_limit_and_shutdown() {
+    let shop = Running::start(&[("users.login_limits.per_address", json!(3))]).await;
+
+    let (status, _, user) =
+        shop.send("POST", "/v1/users", None, credentials("gina@example.com", PASSWORD)).await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
     let (status, _, session) =
-        send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
     assert_eq!(status, StatusCode::OK, "{session}");
-    let (status, _, me) = send("GET", "/v1/users/me", session["access_token"].as_str(), None).await;
+    let (status, _, me) = shop.send("GET", "/v1/users/me", session["access_token"].as_str(), None).await;
     assert_eq!((status, &me), (StatusCode::OK, &user));
-    let (status, _, session) =
-        send("POST", "/v1/sessions", None, credentials(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD)).await;
+    let (status, _, session) = shop
+        .send("POST", "/v1/sessions", None, credentials(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD))
+        .await;
     assert_eq!(status, StatusCode::OK, "{session}");
-    let (status, _, page) = send("GET", "/v1/users", session["access_token"].as_str(), None).await;
+    let (status, _, page) = shop.send("GET", "/v1/users", session["access_token"].as_str(), None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 
     // Two logins so far from 127.0.0.1 with a limit of 3 per minute: the fourth is refused.
     let (status, _, _) =
-        send("POST", "/v1/sessions", None, credentials("gina@example.com", "wrong password")).await;
+        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", "wrong password")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, headers, problem) =
-        send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
     assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
     assert!(headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
 
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    shop.stop().await;
+}
+
+/// The outage this reproduces: ~55 bad logins from one address used to open the server stack's
+/// breaker (it counted the limiter's own 429s), and every route, probes included, answered 503.
+#[tokio::test]
+async fn a_flood_of_bad_logins_from_one_client_never_switches_the_service_off() {
+    let shop = Running::start(&[]).await;
+    let (status, _, _) = shop.send("POST", "/v1/users", None, credentials("hal@example.com", PASSWORD)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut refused = 0;
+    for _ in 0..120 {
+        let (status, _, body) =
+            shop.send("POST", "/v1/sessions", None, credentials("hal@example.com", "wrong password")).await;
+        assert!(
+            matches!(status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS),
+            "{status} {body}"
+        );
+        refused += usize::from(status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(refused >= 100, "the login limiter answered 429 only {refused} times");
+
+    for path in ["/livez", "/readyz"] {
+        let (status, headers, body) = shop.send("GET", path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+    }
+    let (status, _, _) = shop.send("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Another customer, from the same address, can still register and use the API.
+    let (status, _, user) =
+        shop.send("POST", "/v1/users", None, credentials("ida@example.com", PASSWORD)).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let token = kit::testing::token(&shop.keys, Role::Admin);
+    let (status, _, page) = shop.send("GET", "/v1/users", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+
+    // A draining service says so with its health document, not a rewritten problem.
+    shop.health.start_draining();
+    let (status, headers, body) = shop.send("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+    assert_eq!(body["status"], "fail", "{body}");
+    assert!(body["checks"].is_object(), "{body}");
+    let (status, _, _) = shop.send("GET", "/livez", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    shop.stop().await;
 }
 
 #[test]
