@@ -117,9 +117,9 @@ where
 ///   - any error (connect and transport errors, a per-attempt `timeout::error::Elapsed`
 ///     timeout, …), except two that retrying cannot fix: the caller's
 ///     `timeout::error::DeadlineExceeded`, and an open circuit
-///     (`circuit_breaker::error::CircuitOpen`) — retried only after its `retry_after`
-///     (like a `Retry-After` header), never when that is zero (forced open or unknown). Both are found
-///     anywhere in the error's `source()` chain.
+///     (`circuit_breaker::error::CircuitOpen`), returned at once: the breaker exists so that
+///     callers fail fast instead of waiting on a dependency that is down, so a retry never sleeps
+///     out its open interval. Both are found anywhere in the error's `source()` chain.
 #[derive(Clone, Copy, Debug)]
 pub struct DefaultPolicy<C = DefaultClassifier> {
     classifier: C,
@@ -227,12 +227,8 @@ fn decide_error(err: &(dyn std::error::Error + 'static)) -> Decision {
             return Decision::Return;
         }
         #[cfg(feature = "circuit-breaker")]
-        if let Some(open) = e.downcast_ref::<crate::circuit_breaker::error::CircuitOpen>() {
-            return if open.retry_after().is_zero() {
-                Decision::Return
-            } else {
-                Decision::RetryAfter(open.retry_after())
-            };
+        if e.is::<crate::circuit_breaker::error::CircuitOpen>() {
+            return Decision::Return;
         }
         cause = e.source();
     }

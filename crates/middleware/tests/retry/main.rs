@@ -127,7 +127,7 @@ async fn retries_a_per_attempt_timeout_but_not_an_exceeded_deadline() {
 
 #[cfg(feature = "circuit-breaker")]
 #[tokio::test(start_paused = true)]
-async fn an_open_circuit_is_retried_after_its_retry_after_within_the_cap() {
+async fn an_open_circuit_is_returned_at_once_whatever_its_retry_after() {
     use palisade::circuit_breaker::error::CircuitOpen;
     let layer = RetryLayer::builder()
         .backoff(Backoff::constant(100 * MS))
@@ -135,18 +135,14 @@ async fn an_open_circuit_is_retried_after_its_retry_after_within_the_cap() {
         .budget(Budget::unlimited())
         .build()
         .unwrap();
-    let soon = Reply::ErrorWith(|| Box::new(CircuitOpen::new(Duration::from_secs(2))));
-    let run = run(&layer, get(), &[soon, Reply::Status(200)]).await;
-    assert_eq!(run.times(), [Duration::ZERO, Duration::from_secs(2)]);
-
-    let later = Reply::ErrorWith(|| Box::new(CircuitOpen::new(Duration::from_secs(30))));
-    let run = support::run(&layer, get(), &[later]).await;
-    assert_eq!(run.attempts.len(), 1, "beyond max_retry_after");
-    assert!(run.result.unwrap_err().is::<CircuitOpen>());
-
-    let forced = Reply::ErrorWith(|| Box::new(CircuitOpen::new(Duration::ZERO)));
-    let run = support::run(&layer, get(), &[forced]).await;
-    assert_eq!(run.attempts.len(), 1, "forced open: retrying is pointless");
+    let forced: fn() -> BoxError = || Box::new(CircuitOpen::new(Duration::ZERO));
+    let soon: fn() -> BoxError = || Box::new(CircuitOpen::new(Duration::from_secs(2)));
+    let later: fn() -> BoxError = || Box::new(CircuitOpen::new(Duration::from_secs(30)));
+    for open in [forced, soon, later] {
+        let run = support::run(&layer, get(), &[Reply::ErrorWith(open), Reply::Status(200)]).await;
+        assert_eq!(run.attempts.len(), 1, "retried an open circuit");
+        assert!(run.result.unwrap_err().is::<CircuitOpen>());
+    }
 }
 
 #[tokio::test(start_paused = true)]
