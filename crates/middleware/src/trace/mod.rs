@@ -76,6 +76,8 @@ mod context;
 pub mod error;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "fmt")]
+pub mod fmt;
 pub mod future;
 mod header;
 #[cfg(feature = "opentelemetry")]

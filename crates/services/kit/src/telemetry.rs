@@ -2,8 +2,9 @@
 //!
 //! [`init`] installs a `tracing-subscriber`: filter from `RUST_LOG` (default `info`), output pretty
 //! or JSON (`LOG_FORMAT=json`); pretty output is coloured only on a terminal. Every line logged inside
-//! a request carries the palisade server span's fields, among them `trace_id`. Neither the kit nor
-//! palisade records request headers, so `Authorization` and cookies never reach the logs.
+//! a request carries its `trace_id`, read from the request's current trace context when the line is
+//! formatted (`palisade::trace::fmt`: no span per request to pay for). Neither the kit nor palisade
+//! records request headers, so `Authorization` and cookies never reach the logs.
 //!
 //! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade::metrics::DURATION_BUCKETS;
+use palisade::trace::fmt::{JsonLines, TraceIdFields};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (a second call does nothing).
@@ -26,9 +28,9 @@ pub fn init() {
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _already_set = if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder.event_format(JsonLines).try_init()
     } else {
-        builder.try_init()
+        builder.fmt_fields(TraceIdFields::new()).try_init()
     };
 }
 
