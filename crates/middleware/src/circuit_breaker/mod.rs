@@ -108,9 +108,12 @@ mod config;
 pub mod error;
 pub mod future;
 mod handle;
+mod keyed;
 mod layer;
 mod registry;
 mod shared;
+mod sync;
+mod window;
 
 use std::fmt;
 use std::sync::Arc;
@@ -119,27 +122,37 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 pub use self::config::CircuitBreakerBuilder;
+use self::error::CircuitOpen;
 use self::future::{Locals, Permit, ResponseFuture};
 pub use self::handle::{CircuitBreakerHandle, Snapshot, State};
+#[cfg(feature = "axum")]
+pub use self::keyed::MatchedPathKey;
+pub use self::keyed::{KeyFn, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::registry::CircuitBreakerRegistry;
 use self::shared::Admission;
-use crate::{BoxError, Classify, DefaultClassifier};
+use crate::{BoxError, DefaultClassifier, MakeClassify};
 
 /// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`].
 ///
-/// Its error is [`BoxError`]: the inner service's error, or [`CircuitOpen`](error::CircuitOpen) when the call was
-/// rejected. `poll_ready` is the inner service's.
-pub struct CircuitBreaker<S, C = DefaultClassifier> {
+/// Its error is [`BoxError`]: the inner service's error, or [`CircuitOpen`](error::CircuitOpen) when
+/// the call was rejected. While the breaker is [`Open`](State::Open) (within its interval) or
+/// [`ForcedOpen`](State::ForcedOpen), `poll_ready` answers ready *without* polling the inner
+/// service and the next `call` fails fast (tower's `LoadShed` semantics): an exhausted pool or a
+/// full concurrency limit behind an open breaker does not make callers wait. Otherwise `poll_ready`
+/// is the inner service's.
+pub struct CircuitBreaker<S, M = DefaultClassifier> {
     inner: S,
-    locals: Arc<Locals<C>>,
+    locals: Arc<Locals<M>>,
+    /// Decided by `poll_ready`: the next call is rejected (the inner service was not polled).
+    rejected: Option<CircuitOpen>,
 }
 
-inner_accessors!(CircuitBreaker, C);
+inner_accessors!(CircuitBreaker, M);
 
-impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_parts(inner: S, locals: Arc<Locals<C>>) -> Self {
-        Self { inner, locals }
+impl<S, M> CircuitBreaker<S, M> {
+    pub(crate) fn from_parts(inner: S, locals: Arc<Locals<M>>) -> Self {
+        Self { inner, locals, rejected: None }
     }
 
     /// A handle to the breaker.
@@ -148,25 +161,33 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, M> Clone for CircuitBreaker<S, M> {
     fn clone(&self) -> Self {
-        // No allocation: the clones share the per-thread stripes (see `future::Locals`).
-        Self { inner: self.inner.clone(), locals: Arc::clone(&self.locals) }
+        // No allocation: the clones share the per-thread stripes (see `future::Locals`). A clone has
+        // not been polled ready.
+        Self { inner: self.inner.clone(), locals: Arc::clone(&self.locals), rejected: None }
     }
 }
 
-impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+impl<S, M, Req> Service<Req> for CircuitBreaker<S, M>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError>,
+    M: MakeClassify<Req, S::Response, BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, M::Classify>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.rejected.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(open) = self.locals.shared().rejects_now() {
+            self.rejected = Some(open);
+            return Poll::Ready(Ok(()));
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
@@ -174,20 +195,41 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let local = self.locals.this_thread();
         let shared = &local.shared;
-        let (generation, probe) = match shared.admit() {
-            Admission::Record { generation } => (generation, false),
-            Admission::Probe { generation } => (generation, true),
-            Admission::Pass => return ResponseFuture::called(self.inner.call(req), None),
-            Admission::Reject(open) => return ResponseFuture::rejected(open),
-        };
-        let start = shared.start_clock();
-        // Created before the call so that a panicking inner `call` still gives a probe permit back.
-        let permit = Permit::new(Arc::clone(local), generation, probe, start);
-        ResponseFuture::called(self.inner.call(req), Some(permit))
+        if let Some(open) = self.rejected.take() {
+            return ResponseFuture::rejected(shared.reject_with(open));
+        }
+        call_guarded(&mut self.inner, local, &self.locals.make_classify, req)
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+/// Admits `req` through the breaker of `local` and calls `inner` if allowed (shared with the keyed
+/// breaker).
+#[inline]
+pub(crate) fn call_guarded<S, M, Req>(
+    inner: &mut S,
+    local: &Arc<future::Local>,
+    make_classify: &M,
+    req: Req,
+) -> ResponseFuture<S::Future, M::Classify>
+where
+    S: Service<Req>,
+    M: MakeClassify<Req, S::Response, BoxError>,
+{
+    let shared = &local.shared;
+    let (ticket, probe) = match shared.admit() {
+        Admission::Record(ticket) => (ticket, false),
+        Admission::Probe(ticket) => (ticket, true),
+        Admission::Pass => return ResponseFuture::called(inner.call(req), None),
+        Admission::Reject(open) => return ResponseFuture::rejected(open),
+    };
+    let classify = make_classify.make_classify(&req);
+    let start = shared.start_clock();
+    // Created before the call so that a panicking inner `call` still gives a probe permit back.
+    let permit = Permit::new(Arc::clone(local), classify, ticket, probe, start);
+    ResponseFuture::called(inner.call(req), Some(permit))
+}
+
+impl<S: fmt::Debug, M> fmt::Debug for CircuitBreaker<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
