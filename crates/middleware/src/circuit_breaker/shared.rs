@@ -93,7 +93,7 @@ pub(crate) enum Verdict {
 }
 
 /// Something to report once the mutex is released.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 #[must_use]
 enum Event {
     Transition { from: State, to: State },
@@ -363,7 +363,11 @@ impl Shared {
         let warm = match (&self.slots, now) {
             (Some(slots), Some(now)) => {
                 let second = self.second(now);
-                slots.count(shard, second, || self.current_epoch() == ticket.epoch());
+                let current = || self.current_epoch() == ticket.epoch();
+                if !current() {
+                    return; // admitted before the window was cleared
+                }
+                slots.count(shard, second, current);
                 self.warm_second.load(Ordering::Relaxed) == second
             }
             _ => self.warm.load(Ordering::Relaxed),

@@ -6,6 +6,8 @@
 //! wrong tag (a slot reused for a new second, a counter reused for a new window), and a writer
 //! claims a slot and counts in it in one compare-and-swap.
 
+use std::cmp::Ordering::{Equal, Greater, Less};
+
 use super::sync::{AtomicU64, Ordering};
 
 /// Count window: `epoch << 48 | calls`, the calls of one shard in the window of that epoch.
@@ -28,7 +30,7 @@ const CALLS_MASK: u64 = (1 << EPOCH_SHIFT) - 1;
 /// Whether epoch tag `a` is newer than `b` (16-bit tags, wrapping).
 #[inline]
 fn newer(a: u64, b: u64) -> bool {
-    (a.wrapping_sub(b) & EPOCH_MASK) as u16 as i16 > 0
+    ((a.wrapping_sub(b) & EPOCH_MASK) as u16).cast_signed() > 0
 }
 
 impl Shard {
@@ -107,8 +109,8 @@ impl Slots {
             let mut word = slot.load(Ordering::Acquire);
             loop {
                 let key = word >> KEY_SHIFT;
-                let next = if key == second {
-                    if word & SEALED != 0 {
+                let next = match key.cmp(&second) {
+                    Equal if word & SEALED != 0 => {
                         // Folded already: this call counts in the next second.
                         if !current() {
                             return;
@@ -116,11 +118,9 @@ impl Slots {
                         second += 1;
                         continue 'seconds;
                     }
-                    word + 1
-                } else if key < second {
-                    (second << KEY_SHIFT) | 1
-                } else {
-                    return; // a second `len` later owns the slot: this one left every window
+                    Equal => word + 1,
+                    Less => (second << KEY_SHIFT) | 1,
+                    Greater => return, // a second `len` later owns the slot: this one left every window
                 };
                 match slot.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => return,
@@ -148,15 +148,11 @@ impl Slots {
         let mut word = slot.load(Ordering::Acquire);
         loop {
             let key = word >> KEY_SHIFT;
-            let (next, calls) = if key == second {
-                if word & SEALED != 0 {
-                    return 0;
-                }
-                (word | SEALED, word & SLOT_CALLS)
-            } else if key < second {
-                ((second << KEY_SHIFT) | SEALED, 0)
-            } else {
-                return 0;
+            let (next, calls) = match key.cmp(&second) {
+                Equal if word & SEALED != 0 => return 0,
+                Equal => (word | SEALED, word & SLOT_CALLS),
+                Less => ((second << KEY_SHIFT) | SEALED, 0),
+                Greater => return 0,
             };
             match slot.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return calls,
@@ -172,12 +168,10 @@ impl Slots {
         let mut word = slot.load(Ordering::Acquire);
         loop {
             let key = word >> KEY_SHIFT;
-            let (next, calls) = if key == second {
-                (word ^ FLIP, word & SLOT_CALLS)
-            } else if key < second {
-                ((second << KEY_SHIFT) | FLIP, 0)
-            } else {
-                return 0;
+            let (next, calls) = match key.cmp(&second) {
+                Equal => (word ^ FLIP, word & SLOT_CALLS),
+                Less => ((second << KEY_SHIFT) | FLIP, 0),
+                Greater => return 0,
             };
             match slot.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return calls,
@@ -187,9 +181,9 @@ impl Slots {
     }
 }
 
-/// One second of the time window's aggregate (under the mutex).
+/// The counts of one second of the time window's aggregate (under the mutex).
 #[derive(Clone, Copy, Debug, Default)]
-struct Second {
+struct Tally {
     second: u64,
     calls: u64,
     failures: u64,
@@ -202,7 +196,7 @@ struct Second {
 #[derive(Debug)]
 pub(crate) struct Aggregate {
     seconds: u64,
-    ring: Box<[Second]>,
+    ring: Box<[Tally]>,
     calls: u64,
     failures: u64,
     slow: u64,
@@ -222,7 +216,7 @@ impl Aggregate {
     pub(crate) fn new(seconds: u64, shards: usize) -> Self {
         Self {
             seconds,
-            ring: vec![Second::default(); seconds as usize + 1].into_boxed_slice(),
+            ring: vec![Tally::default(); seconds as usize + 1].into_boxed_slice(),
             calls: 0,
             failures: 0,
             slow: 0,
@@ -234,12 +228,12 @@ impl Aggregate {
         }
     }
 
-    fn entry(&mut self, second: u64) -> &mut Second {
+    fn entry(&mut self, second: u64) -> &mut Tally {
         let len = self.ring.len() as u64;
         let entry = &mut self.ring[(second % len) as usize];
         if entry.second != second {
             // The second it held has expired already (`advance` expires before it folds).
-            *entry = Second { second, ..Second::default() };
+            *entry = Tally { second, ..Tally::default() };
         }
         entry
     }
@@ -261,7 +255,7 @@ impl Aggregate {
                         self.calls -= entry.calls;
                         self.failures -= entry.failures;
                         self.slow -= entry.slow;
-                        *entry = Second::default();
+                        *entry = Tally::default();
                     }
                 }
             }
@@ -314,7 +308,7 @@ impl Aggregate {
         (self.calls, self.failures, self.slow) = (0, 0, 0);
         let len = self.ring.len() as u64;
         // The only second the old window and this one share.
-        self.ring[(second % len) as usize] = Second::default();
+        self.ring[(second % len) as usize] = Tally::default();
         self.start = second;
         self.latest = second;
         self.folded = second - 1;
