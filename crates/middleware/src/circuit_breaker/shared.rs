@@ -363,11 +363,8 @@ impl Shared {
         let warm = match (&self.slots, now) {
             (Some(slots), Some(now)) => {
                 let second = self.second(now);
-                let current = || self.current_epoch() == ticket.epoch();
-                if !current() {
-                    return; // admitted before the window was cleared
-                }
-                slots.count(shard, second, current);
+                // A call admitted before the window was cleared is not counted.
+                slots.count(shard, second, || self.current_epoch() == ticket.epoch());
                 self.warm_second.load(Ordering::Relaxed) == second
             }
             _ => self.warm.load(Ordering::Relaxed),

@@ -100,13 +100,20 @@ impl Slots {
     }
 
     /// Counts one fast success in `second` (from 1), lock-free. `current` tells whether the call
-    /// still belongs to the current window; it is asked again whenever the slot changed under the
-    /// writer (a clear may have flipped it) and before moving to the next second.
+    /// still belongs to the current window; it is asked after loading the slot, again whenever the
+    /// slot changed under the writer (a clear may have flipped it), and before moving to the next
+    /// second.
     #[inline]
     pub(crate) fn count(&self, shard: usize, mut second: u64, current: impl Fn() -> bool) {
         'seconds: loop {
             let slot = self.slot(shard, second);
             let mut word = slot.load(Ordering::Acquire);
+            // After the load: a clear publishes its epoch before it flips the slot, so a writer that
+            // loaded the flipped slot sees the new epoch here, and one that loaded it earlier fails
+            // its swap below.
+            if !current() {
+                return;
+            }
             loop {
                 let key = word >> KEY_SHIFT;
                 let next = match key.cmp(&second) {
