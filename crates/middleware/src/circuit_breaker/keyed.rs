@@ -91,6 +91,33 @@ impl<K, M> fmt::Debug for KeyedCircuitBreakerLayer<K, M> {
 ///
 /// Unlike [`CircuitBreaker`](super::CircuitBreaker), `poll_ready` is always the inner service's:
 /// the breaker is only known once the request is.
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, State, error::CircuitOpen};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// /// One breaker per downstream host; a request without a host passes unguarded.
+/// fn host(req: &http::Request<()>) -> Option<&str> {
+///     req.uri().host()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), palisade::BoxError> {
+/// let registry = CircuitBreakerLayer::builder().consecutive_failures(1).build_registry()?;
+/// let mut svc = registry.keyed_layer(host).layer(service_fn(|req: http::Request<()>| async move {
+///     let status = if req.uri().host() == Some("down.example") { 503 } else { 200 };
+///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(()).unwrap())
+/// }));
+/// let get = |uri: &str| http::Request::get(uri).body(()).unwrap();
+///
+/// svc.ready().await?.call(get("http://down.example/a")).await?; // a 503: its breaker opens
+/// let err = svc.ready().await?.call(get("http://down.example/b")).await.unwrap_err();
+/// assert!(err.is::<CircuitOpen>());
+/// assert_eq!(svc.ready().await?.call(get("http://up.example/")).await?.status(), 200);
+/// assert_eq!(registry.handle("down.example").state(), State::Open);
+/// # Ok(())
+/// # }
+/// ```
 pub struct KeyedCircuitBreaker<S, K, M = DefaultClassifier> {
     inner: S,
     registry: CircuitBreakerRegistry<M>,
