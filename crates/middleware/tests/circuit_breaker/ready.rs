@@ -186,3 +186,45 @@ fn no_event_is_emitted_under_the_breakers_lock() {
     });
     finished.recv_timeout(Duration::from_secs(60)).expect("an event was emitted under the breaker's lock");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_classifier_can_see_the_request() {
+    use palisade::classify::MakeClassifyFn;
+    // A 404 answering a `DELETE` means "already gone": fine. Anywhere else it is a failure.
+    let by_method = MakeClassifyFn::new(|req: &http::Request<crate::support::Plan>| {
+        let delete = req.method() == http::Method::DELETE;
+        move |result: Result<&Response<()>, &BoxError>| match result {
+            Ok(res) if res.status() == 404 && !delete => Outcome::Failure,
+            Ok(res) if res.status().is_server_error() => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    });
+    let layer = CircuitBreakerLayer::builder().consecutive_failures(1).classifier(by_method).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Backend::default().service());
+
+    let mut delete = crate::support::plan(404);
+    *delete.method_mut() = http::Method::DELETE;
+    crate::support::send(&mut svc, delete).await.unwrap();
+    assert_eq!(handle.state(), State::Closed, "a 404 on DELETE is a success");
+    send_n(&mut svc, 1, 404).await;
+    assert_eq!(handle.state(), State::Open, "a 404 on GET is a failure");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_classifier_counts_no_4xx() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .classifier(palisade::ServerClassifier)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Backend::default().service());
+    for status in [400, 401, 404, 422, 429] {
+        send_n(&mut svc, 3, status).await;
+        assert_eq!(handle.state(), State::Closed, "{status} is the client's business");
+    }
+    send_n(&mut svc, 1, 500).await;
+    assert_eq!(handle.state(), State::Open);
+}
