@@ -322,3 +322,59 @@ impl Aggregate {
         self.expired = second - 1;
     }
 }
+
+/// The sealing and clearing protocol of the time window's slots, model-checked with explicit seconds
+/// (the breaker's own loom tests, in `tests/loom_breaker.rs`, have no clock to move).
+#[cfg(all(test, palisade_loom))]
+mod loom_tests {
+    use std::sync::Arc;
+
+    use loom::thread;
+
+    use super::{Aggregate, Slots};
+    use crate::circuit_breaker::sync::{AtomicU64, Ordering};
+
+    /// A reader folds second 5 while a writer counts two calls in it: each call is counted once,
+    /// in 5 or (sealed) in 6.
+    #[test]
+    fn loom_sealing_a_second_loses_and_doubles_no_call() {
+        loom::model(|| {
+            let slots = Arc::new(Slots::new(2, 1));
+            let writer = {
+                let slots = Arc::clone(&slots);
+                thread::spawn(move || {
+                    slots.count(0, 5, || true);
+                    slots.count(0, 5, || true);
+                })
+            };
+            let mut aggregate = Aggregate::new(2, 1);
+            let now = aggregate.advance(&slots, 6);
+            assert!(aggregate.counts(&slots, now).0 <= 2);
+            writer.join().unwrap();
+            let now = aggregate.advance(&slots, 6);
+            assert_eq!(aggregate.counts(&slots, now).0, 2);
+        });
+    }
+
+    /// A writer of the old window races a clear during its second: it never counts in the new one.
+    #[test]
+    fn loom_a_writer_racing_a_clear_never_counts_in_the_new_window() {
+        loom::model(|| {
+            let slots = Arc::new(Slots::new(2, 1));
+            let epoch = Arc::new(AtomicU64::new(0));
+            let writer = {
+                let (slots, epoch) = (Arc::clone(&slots), Arc::clone(&epoch));
+                thread::spawn(move || slots.count(0, 5, || epoch.load(Ordering::Acquire) == 0))
+            };
+            let mut aggregate = Aggregate::new(2, 1);
+            // As the breaker does: publish the new epoch, then clear.
+            epoch.store(1, Ordering::Release);
+            aggregate.clear(&slots, 5);
+            writer.join().unwrap();
+            let now = aggregate.advance(&slots, 5);
+            assert_eq!(aggregate.counts(&slots, now).0, 0);
+            let now = aggregate.advance(&slots, 6);
+            assert_eq!(aggregate.counts(&slots, now).0, 0);
+        });
+    }
+}

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use palisade::circuit_breaker::{CircuitBreakerLayer, State};
 use tokio::time::advance;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 use crate::support::{Backend, Plan, plan, rejection, send};
 
@@ -78,8 +78,10 @@ fn builder_rejects_a_registry_of_zero_breakers() {
 async fn one_breaker_per_axum_route_template() {
     use axum::Router;
     use axum::routing::get;
+    use http::Response;
     use http::StatusCode;
     use palisade::circuit_breaker::MatchedPathKey;
+    use tower::ServiceExt;
 
     let registry = CircuitBreakerLayer::builder().consecutive_failures(1).build_registry().unwrap();
     let app = Router::new()

@@ -6,8 +6,6 @@ use std::time::Duration;
 use http::Response;
 use palisade::circuit_breaker::error::CircuitOpen;
 use palisade::circuit_breaker::{CircuitBreakerLayer, State};
-use palisade::classify::DEADLINE_EXCEEDED_HEADER;
-use palisade::timeout::error::DeadlineExceeded;
 use palisade::{BoxError, Outcome};
 use tokio::time::advance;
 use tower::Layer;
@@ -52,8 +50,12 @@ async fn an_open_breaker_fails_fast_when_the_inner_service_is_never_ready() {
     assert_eq!(err.downcast_ref::<CircuitOpen>().unwrap().retry_after(), Duration::ZERO);
 }
 
+#[cfg(feature = "timeout")]
 #[tokio::test(start_paused = true)]
 async fn the_callers_own_deadline_and_a_marked_504_are_ignored() {
+    use palisade::classify::DEADLINE_EXCEEDED_HEADER;
+    use palisade::timeout::error::DeadlineExceeded;
+
     let layer = CircuitBreakerLayer::builder()
         .count_window(10)
         .minimum_calls(2)
