@@ -11,7 +11,8 @@ use super::registry::CircuitBreakerRegistry;
 use super::shared::Shared;
 use crate::{DefaultClassifier, InvalidConfig};
 
-/// The longest time window: its buckets take `seconds × shards × 64` bytes (at most 14 MiB).
+/// The longest time window: its slots take `(seconds + 1) × shards × 8` bytes and its aggregate
+/// `(seconds + 1) × 32` bytes (at most about 2 MiB).
 const MAX_TIME_WINDOW_SECS: u64 = 3600;
 
 /// Which sliding window the failure and slow-call rates are computed over.
@@ -89,7 +90,7 @@ impl Config {
                 return Err(InvalidConfig::new(
                     "time_window",
                     format!(
-                        "{secs} s is longer than {MAX_TIME_WINDOW_SECS} s (one bucket per second per shard)"
+                        "{secs} s is longer than {MAX_TIME_WINDOW_SECS} s (one slot per second per shard)"
                     ),
                 ));
             }
@@ -194,9 +195,10 @@ impl<C> CircuitBreakerBuilder<C> {
     /// A time-based window over the calls of the last `span`, kept as one bucket per second (rounded
     /// up to whole seconds). Default: a count window of 100 calls.
     ///
-    /// At most one hour: each second takes 64 bytes per shard (2 × the cores, up to 64 shards).
-    /// Reads the clock once per call. The rate is evaluated when a failure or a slow call is recorded
-    /// (a success can only lower it).
+    /// At most one hour: each second takes 8 bytes per shard (2 × the cores, up to 64 shards) plus
+    /// 32 bytes. Reads the clock once per call. The rate is evaluated when a failure or a slow call
+    /// is recorded (a success can only lower it), and on the first success of each second while
+    /// the window may hold fewer than [`minimum_calls`](Self::minimum_calls) (old seconds leave it).
     pub fn time_window(mut self, span: Duration) -> Self {
         let secs = span.as_secs() + u64::from(span.subsec_nanos() > 0);
         self.config.window = Window::Time(secs);
