@@ -564,12 +564,17 @@ impl Shared {
             }
             State::ForcedOpen | State::Disabled => {}
         }
-        inner.word = pack(to, inner.generation, inner.epoch);
-        // Published before the window is cleared: a time-window writer racing the clear sees its
-        // slot flipped, rechecks the epoch and finds it changed.
-        self.state.store(inner.word, Ordering::Release);
         if clears {
-            self.clear_window(inner, now);
+            // Before the new word is published, so that a call admitted in the new window reads
+            // `warm` as false and is evaluated until the window holds `minimum_calls`.
+            self.clear_window(inner);
+        }
+        inner.word = pack(to, inner.generation, inner.epoch);
+        self.state.store(inner.word, Ordering::Release);
+        if clears && let (Some(aggregate), Some(slots)) = (&mut inner.aggregate, &self.slots) {
+            // After it: a time-window writer of the old window racing this sees its slot flipped,
+            // rechecks the epoch and finds it changed.
+            aggregate.clear(slots, self.second(now));
         }
         (from != to).then_some(Event::Transition { from, to })
     }
@@ -617,9 +622,9 @@ impl Shared {
         u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// A new window (the epoch was bumped and published): the count window's shards need nothing,
-    /// their old tags no longer count.
-    fn clear_window(&self, inner: &mut Inner, now: Instant) {
+    /// A new window (the epoch was bumped): the count window's shards need nothing, their old tags
+    /// no longer count; the time window's aggregate is cleared once the epoch is published.
+    fn clear_window(&self, inner: &mut Inner) {
         inner.failures.clear();
         inner.slow.clear();
         inner.last_failure = 0;
@@ -627,9 +632,6 @@ impl Shared {
         inner.would_open = false;
         self.warm.store(false, Ordering::Relaxed);
         self.warm_second.store(0, Ordering::Relaxed);
-        if let (Some(aggregate), Some(slots)) = (&mut inner.aggregate, &self.slots) {
-            aggregate.clear(slots, self.second(now));
-        }
     }
 
     /// The calls of window `epoch` summed over the shards.
