@@ -114,9 +114,11 @@
 //! count in one word, so a slot reused for a new second never shows old counts), and failures and
 //! slow calls in a per-second aggregate with running totals under the mutex, into which each closed
 //! second is folded once: a failure costs O(cores) plus the seconds since the last fold, whatever the
-//! window's length. The first success of each second takes the mutex once to re-evaluate (old seconds
-//! may have left the window). The clock is read only when a slow-call duration or a time window is
-//! configured.
+//! window's length. The first success of each second takes the mutex once, to fold the second that
+//! just closed and re-evaluate (old seconds may have left the window), so while calls flow a failure
+//! folds at most a second or two; the first call after an idle period folds the idle seconds once
+//! (at most the window's seconds × shards slots). The clock is read only when a slow-call duration or
+//! a time window is configured.
 //!
 //! Cloning the service allocates nothing (axum clones it for every request), and a call's future
 //! shares a small `Arc` with the other calls of its thread only (one per shard), so even the reference
