@@ -79,9 +79,44 @@ fn breaker_threads(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("tower_resilience", threads), &threads, |b, &t| {
                 b.iter_custom(|n| threaded_calls(&svc, t, n, clock));
             });
+            // The failure path: every 10th call of each thread is a 500, counted under the breaker's
+            // mutex; a threshold of 1.0 keeps it closed.
+            let svc = failing_one_in_10();
+            g.bench_with_input(BenchmarkId::new("bare_failing_1_in_10", threads), &threads, |b, &t| {
+                b.iter_custom(|n| threaded_calls(&svc, t, n, clock));
+            });
+            let layer =
+                CircuitBreakerLayer::builder().failure_rate_threshold(1.0).build().expect("valid config");
+            let svc = layer.layer(failing_one_in_10());
+            g.bench_with_input(BenchmarkId::new("palisade_failing_1_in_10", threads), &threads, |b, &t| {
+                b.iter_custom(|n| threaded_calls(&svc, t, n, clock));
+            });
         }
         g.finish();
     }
+}
+
+/// [`bare`], but every 10th call of each thread answers `500`.
+fn failing_one_in_10() -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<Result<http::Response<()>, std::convert::Infallible>>,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|_req: http::Request<()>| {
+        thread_local! {
+            static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = CALLS.with(|calls| {
+            calls.set(calls.get().wrapping_add(1));
+            calls.get()
+        });
+        let status = if n.is_multiple_of(10) { 500 } else { 200 };
+        std::future::ready(Ok(http::Response::builder().status(status).body(()).expect("valid response")))
+    })
 }
 
 /// Row 4: Breaker cost across window sizes.

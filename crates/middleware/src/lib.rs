@@ -35,7 +35,7 @@ pub mod trace;
 pub mod stack;
 
 pub use builder::ServiceBuilderExt;
-pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use classify::{Classify, DefaultClassifier, MakeClassify, Outcome, ServerClassifier};
 pub use config_error::InvalidConfig;
 pub use deadline::Deadline;
 

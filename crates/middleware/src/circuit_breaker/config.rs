@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::future::Locals;
@@ -10,7 +11,8 @@ use super::registry::CircuitBreakerRegistry;
 use super::shared::Shared;
 use crate::{DefaultClassifier, InvalidConfig};
 
-/// The longest time window: its buckets take `seconds × shards × 64` bytes (at most 14 MiB).
+/// The longest time window: its slots take `(seconds + 1) × shards × 8` bytes and its aggregate
+/// `(seconds + 1) × 32` bytes (at most about 2 MiB).
 const MAX_TIME_WINDOW_SECS: u64 = 3600;
 
 /// Which sliding window the failure and slow-call rates are computed over.
@@ -43,7 +45,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            name: "default".to_owned(),
+            name: String::new(),
             failure_rate_threshold: 0.5,
             slow_call_rate_threshold: 0.5,
             slow_call_duration: None,
@@ -88,7 +90,7 @@ impl Config {
                 return Err(InvalidConfig::new(
                     "time_window",
                     format!(
-                        "{secs} s is longer than {MAX_TIME_WINDOW_SECS} s (one bucket per second per shard)"
+                        "{secs} s is longer than {MAX_TIME_WINDOW_SECS} s (one slot per second per shard)"
                     ),
                 ));
             }
@@ -137,16 +139,38 @@ impl Config {
 pub struct CircuitBreakerBuilder<C = DefaultClassifier> {
     config: Config,
     classifier: C,
+    registry: RegistryConfig,
 }
 
 impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
-        Self { config: Config::default(), classifier: DefaultClassifier }
+        Self { config: Config::default(), classifier: DefaultClassifier, registry: RegistryConfig::default() }
     }
 }
 
+/// The bounds of a [`CircuitBreakerRegistry`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RegistryConfig {
+    pub(crate) capacity: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { capacity: 1024, idle_timeout: Duration::from_secs(600) }
+    }
+}
+
+/// `breaker-<n>`, distinct for each unnamed breaker of the process.
+fn default_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("breaker-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl<C> CircuitBreakerBuilder<C> {
-    /// The breaker's name, used as the `name` metric label and in logs. Default `"default"`.
+    /// The breaker's name, used as the `name` metric label and in logs. Default: a distinct name
+    /// per unnamed breaker, `breaker-1`, `breaker-2`, … in the order they are built, so that two
+    /// unnamed breakers never share one metrics series (name them for stable series).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
         self
@@ -171,9 +195,10 @@ impl<C> CircuitBreakerBuilder<C> {
     /// A time-based window over the calls of the last `span`, kept as one bucket per second (rounded
     /// up to whole seconds). Default: a count window of 100 calls.
     ///
-    /// At most one hour: each second takes 64 bytes per shard (2 × the cores, up to 64 shards).
-    /// Reads the clock once per call. The rate is evaluated when a failure or a slow call is recorded
-    /// (a success can only lower it).
+    /// At most one hour: each second takes 8 bytes per shard (2 × the cores, up to 64 shards) plus
+    /// 32 bytes. Reads the clock once per call. The rate is evaluated when a failure or a slow call
+    /// is recorded (a success can only lower it), and on the first success of each second while
+    /// the window may hold fewer than [`minimum_calls`](Self::minimum_calls) (old seconds leave it).
     pub fn time_window(mut self, span: Duration) -> Self {
         let secs = span.as_secs() + u64::from(span.subsec_nanos() > 0);
         self.config.window = Window::Time(secs);
@@ -247,32 +272,58 @@ impl<C> CircuitBreakerBuilder<C> {
         self
     }
 
-    /// Replaces the classifier deciding which calls failed. Default [`DefaultClassifier`] (errors,
-    /// 5xx and 429 are failures). Any `Fn(Result<&Res, &BoxError>) -> Outcome` works.
+    /// Replaces the classifier deciding which calls failed, or were no fault of the dependency.
+    /// Default [`DefaultClassifier`] (errors, 5xx and 429 are failures; the caller's own expired
+    /// deadline is ignored). Any `Fn(Result<&Res, &BoxError>) -> Outcome` works, and so does any
+    /// [`MakeClassify`](crate::MakeClassify) (to see the request, e.g.
+    /// [`MakeClassifyFn`](crate::classify::MakeClassifyFn)); on the server side use
+    /// [`ServerClassifier`](crate::ServerClassifier).
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
-        CircuitBreakerBuilder { config: self.config, classifier }
+        CircuitBreakerBuilder { config: self.config, classifier, registry: self.registry }
+    }
+
+    /// Registry only ([`build_registry`](Self::build_registry)): how many breakers it keeps before it
+    /// evicts idle ones. Default 1024. A breaker still in use (by a layer, a service, a call in
+    /// flight or a handle) or not closed is never evicted, so this bound is soft: the registry grows
+    /// past it rather than lose a breaker that matters.
+    pub fn registry_capacity(mut self, breakers: usize) -> Self {
+        self.registry.capacity = breakers;
+        self
+    }
+
+    /// Registry only: a breaker that no call looked up for this long may be evicted (when it is
+    /// closed and not in use). Default 10 minutes.
+    pub fn registry_idle_timeout(mut self, idle: Duration) -> Self {
+        self.registry.idle_timeout = idle;
+        self
     }
 
     /// Builds the layer; every service it makes shares one breaker.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, InvalidConfig>
-    where
-        C: Clone,
-    {
+    pub fn build(mut self) -> Result<CircuitBreakerLayer<C>, InvalidConfig> {
         self.config.validate()?;
+        if self.config.name.is_empty() {
+            self.config.name = default_name();
+        }
         let shared = Arc::new(Shared::new(self.config));
-        Ok(CircuitBreakerLayer::from_parts(Arc::new(Locals::new(&shared, &self.classifier))))
+        Ok(CircuitBreakerLayer::from_parts(Arc::new(Locals::new(&shared, self.classifier))))
     }
 
     /// Builds a registry that creates one breaker per key with these settings (the name given here is
     /// ignored: each breaker is named after its key).
     pub fn build_registry(self) -> Result<CircuitBreakerRegistry<C>, InvalidConfig> {
         self.config.validate()?;
-        Ok(CircuitBreakerRegistry::from_parts(self.config, self.classifier))
+        if self.registry.capacity == 0 {
+            return Err(InvalidConfig::new("registry_capacity", "must be at least 1"));
+        }
+        Ok(CircuitBreakerRegistry::from_parts(self.config, self.classifier, self.registry))
     }
 }
 
 impl<C> fmt::Debug for CircuitBreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("CircuitBreakerBuilder")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
     }
 }

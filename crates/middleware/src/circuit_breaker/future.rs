@@ -10,42 +10,39 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::error::CircuitOpen;
-use super::shared::{Shared, shard_count, thread_shard};
-use crate::{BoxError, Classify};
+use super::shared::{Shared, Ticket, Verdict, shard_count, thread_shard};
+use crate::{BoxError, Classify, Outcome};
 
-/// What the futures of one thread's calls share: the breaker and its classifier.
+/// What the futures of one thread's calls share: the breaker.
 ///
 /// A call's future holds an `Arc` to one `Local`. Cloning *that* `Arc` touches a reference count
 /// private to the calling thread's stripe (see [`Locals`]), not one shared by every core, which is what
 /// a future holding the breaker's own `Arc` would do on every call. The alignment keeps two stripes'
 /// reference counts (and so two cores' writes) off a shared cache line.
 #[repr(align(128))]
-pub(crate) struct Local<C> {
+pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) classifier: C,
 }
 
-/// One [`Local`] per shard of the breaker (per thread, round-robin), made once per
-/// [`layer`](tower::Layer::layer) call and shared by every clone of the service, so cloning the
-/// service is one reference-count increment and no allocation (axum clones the layered service for
-/// every request), while each call's future still shares a reference count with its own thread only.
-pub(crate) struct Locals<C> {
-    stripes: Box<[Arc<Local<C>>]>,
+/// One [`Local`] per shard of the breaker (per thread, round-robin), plus the breaker's
+/// [`MakeClassify`](crate::MakeClassify), made once per breaker and shared by every clone of its
+/// services, so cloning a service is one reference-count increment and no allocation (axum clones
+/// the layered service for every request), while each call's future still shares a reference
+/// count with its own thread only.
+pub(crate) struct Locals<M> {
+    stripes: Box<[Arc<Local>]>,
+    pub(crate) make_classify: M,
 }
 
-impl<C: Clone> Locals<C> {
-    pub(crate) fn new(shared: &Arc<Shared>, classifier: &C) -> Self {
-        let stripes = (0..shard_count())
-            .map(|_| Arc::new(Local { shared: Arc::clone(shared), classifier: classifier.clone() }))
-            .collect();
-        Self { stripes }
+impl<M> Locals<M> {
+    pub(crate) fn new(shared: &Arc<Shared>, make_classify: M) -> Self {
+        let stripes = (0..shard_count()).map(|_| Arc::new(Local { shared: Arc::clone(shared) })).collect();
+        Self { stripes, make_classify }
     }
-}
 
-impl<C> Locals<C> {
     /// The calling thread's stripe.
     #[inline]
-    pub(crate) fn this_thread(&self) -> &Arc<Local<C>> {
+    pub(crate) fn this_thread(&self) -> &Arc<Local> {
         // `shard_count` is a power of two, and so the stripe count.
         &self.stripes[thread_shard() & (self.stripes.len() - 1)]
     }
@@ -53,36 +50,55 @@ impl<C> Locals<C> {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.stripes[0].shared
     }
+
+    /// Whether anything but the owner of this `Arc<Locals>` (a layer, a service, a call in flight,
+    /// a handle) still uses the breaker.
+    pub(crate) fn in_use(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1
+            || Arc::strong_count(self.shared()) > self.stripes.len()
+            || self.stripes.iter().any(|stripe| Arc::strong_count(stripe) > 1)
+    }
 }
 
 /// A call admitted by the breaker, to be recorded when it completes.
 pub(crate) struct Permit<C> {
-    local: Arc<Local<C>>,
-    generation: u64,
+    local: Arc<Local>,
+    classify: C,
+    ticket: Ticket,
     /// A half-open probe whose permit is still held (given back on drop).
     probe: bool,
     start: Option<Instant>,
 }
 
 impl<C> Permit<C> {
-    pub(crate) fn new(local: Arc<Local<C>>, generation: u64, probe: bool, start: Option<Instant>) -> Self {
-        Self { local, generation, probe, start }
+    pub(crate) fn new(
+        local: Arc<Local>,
+        classify: C,
+        ticket: Ticket,
+        probe: bool,
+        start: Option<Instant>,
+    ) -> Self {
+        Self { local, classify, ticket, probe, start }
     }
 
     fn complete<Res>(mut self, result: Result<&Res, &BoxError>)
     where
         C: Classify<Res, BoxError>,
     {
-        let failure = self.local.classifier.classify(result).is_failure();
-        self.local.shared.on_result(self.generation, self.probe, failure, self.start);
-        self.probe = false; // recorded: nothing to give back on drop
+        let verdict = match self.classify.classify(result) {
+            Outcome::Failure => Verdict::Failure,
+            Outcome::Ignore => Verdict::Ignore,
+            Outcome::Success => Verdict::Success,
+        };
+        self.local.shared.on_result(self.ticket, self.probe, verdict, self.start);
+        self.probe = false; // recorded (or given back): nothing to give back on drop
     }
 }
 
 impl<C> Drop for Permit<C> {
     fn drop(&mut self) {
         if self.probe {
-            self.local.shared.release_probe(self.generation);
+            self.local.shared.release_probe(self.ticket);
         }
     }
 }
@@ -91,7 +107,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: CircuitOpen },
+        Rejected { error: Option<CircuitOpen> },
     }
 }
 
@@ -113,7 +129,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        Self { kind: Kind::Rejected { error }, permit: None }
+        Self { kind: Kind::Rejected { error: Some(error) }, permit: None }
     }
 }
 
@@ -130,7 +146,9 @@ where
         let this = self.project();
         match this.kind.project() {
             // Boxing the rejection allocates, on the rejected path only: `BoxError` is the contract.
-            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into())),
+            KindProj::Rejected { error } => {
+                Poll::Ready(Err(error.take().expect("ResponseFuture polled after completion").into()))
+            }
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 if let Some(permit) = this.permit.take() {

@@ -13,11 +13,10 @@ use super::handle::CircuitBreakerHandle;
 /// Wraps services in a [`CircuitBreaker`]. Every service made by one layer (and every clone of
 /// those) shares one breaker: build one layer per dependency, or use a
 /// [`CircuitBreakerRegistry`](super::CircuitBreakerRegistry).
-#[derive(Clone)]
-pub struct CircuitBreakerLayer<C = crate::DefaultClassifier> {
+pub struct CircuitBreakerLayer<M = crate::DefaultClassifier> {
     /// Made once per breaker, so that neither `layer` nor cloning a service allocates (axum calls
     /// `layer` per request on a `Router` without `with_state`, and clones the service per request).
-    locals: Arc<Locals<C>>,
+    locals: Arc<Locals<M>>,
 }
 
 impl CircuitBreakerLayer {
@@ -28,8 +27,8 @@ impl CircuitBreakerLayer {
     }
 }
 
-impl<C> CircuitBreakerLayer<C> {
-    pub(crate) fn from_parts(locals: Arc<Locals<C>>) -> Self {
+impl<M> CircuitBreakerLayer<M> {
+    pub(crate) fn from_parts(locals: Arc<Locals<M>>) -> Self {
         Self { locals }
     }
 
@@ -39,15 +38,21 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
-    type Service = CircuitBreaker<S, C>;
+impl<S, M> Layer<S> for CircuitBreakerLayer<M> {
+    type Service = CircuitBreaker<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreaker::from_parts(inner, Arc::clone(&self.locals))
     }
 }
 
-impl<C> fmt::Debug for CircuitBreakerLayer<C> {
+impl<M> Clone for CircuitBreakerLayer<M> {
+    fn clone(&self) -> Self {
+        Self { locals: Arc::clone(&self.locals) }
+    }
+}
+
+impl<M> fmt::Debug for CircuitBreakerLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer").field("breaker", self.locals.shared()).finish_non_exhaustive()
     }

@@ -1,33 +1,39 @@
 //! The state shared by every clone of one breaker: the hot path (atomics only) and the cold path
-//! (one mutex, taken for failures, slow calls, transitions and half-open probes).
+//! (one mutex, taken for failures, slow calls, transitions, half-open probes and, until the window
+//! holds `minimum_calls`, successes).
 //!
 //! Why it is shaped like this (see also "Performance" in the module docs):
-//! - The state and its generation live in one `AtomicU64`, so admitting a call is one acquire load.
-//! - Every completed call adds 1 to a *per-thread shard* counter (`Shard`, padded to 128 bytes so two
-//!   shards never share a cache line, nor an adjacent-line prefetch pair). A success in a warm window
-//!   writes nothing else: its own shard's line stays in its core's cache, so cores do not ping-pong a
-//!   shared line, and throughput scales with cores.
-//! - The count window is exact without a shared ring: the sum of the shards is the position of the
-//!   latest call, and the window keeps only the positions of its failures (and slow calls), in a queue
-//!   under the mutex. A failure at position `p` sees the last `N` calls as positions `p-N+1 ..= p`;
-//!   failures older than that are popped. Successes can only lower the failure rate, so the rate only
-//!   needs evaluating when a failure or slow call arrives, plus, until the window first holds
-//!   `minimum_calls` calls, on every call (`warm`). Per call this is O(1) whatever `N` is; per failure
-//!   it is O(shards) plus the amortised pops.
-//! - Consecutive failures come from the same positions: a failure directly after the previous one
-//!   (position + 1) extends the run, so successes need not reset a shared counter.
-//! - The time window is a ring of per-second buckets per shard, reset lazily when a call lands in a
-//!   bucket of an older second; aggregation (O(shards × seconds)) happens only on failures, slow calls
-//!   and snapshots.
-//! - Under concurrency, "the last N calls" is ordered by when each call's result was summed; that is as
-//!   exact as any order between racing calls can be. With one thread it is exact.
+//! - The state, its generation and the window's epoch live in one `AtomicU64`, so admitting a call
+//!   is one acquire load, and the call carries that word (its [`Ticket`]) to its completion.
+//! - Count window: every completed call adds 1 to a *per-thread shard* counter (`window::Shard`,
+//!   padded to 128 bytes), tagged with the window's epoch. A success in a warm window writes
+//!   nothing else, so cores do not ping-pong a shared line. Failures (and slow calls) count
+//!   themselves *under the mutex*, then read the sum of the shards: that sum is their position, so
+//!   two failures get two positions, and a position never exceeds the calls really made (no
+//!   phantom calls). The window keeps only the positions of its failures and slow calls; a failure
+//!   at position `p` sees the last `N` calls as `p-N+1 ..= p`. Successes can only lower the rate, so
+//!   it is evaluated on failures and slow calls, plus on every call until the window first holds
+//!   `minimum_calls` (`warm`). Consecutive failures come from the same positions.
+//! - Time window: fast successes count in a per-shard slot of their second (`window::Slots`);
+//!   failures and slow calls in a per-second aggregate with running totals under the mutex
+//!   (`window::Aggregate`), into which the readers fold each closed second once. A failure costs
+//!   O(shards) plus the seconds elapsed since the last fold, whatever the window's length. The
+//!   first success of each second is evaluated (`warm_second`): old seconds may have left the
+//!   window, so the success may be the one that brings it back to `minimum_calls`.
+//! - A call admitted before a transition never counts in the new window: its ticket's epoch (count
+//!   and time window) or generation (cold path) no longer matches.
+//! - No recorder or `tracing` call runs under the mutex: the cold path returns what to emit
+//!   ([`Event`]) and emits it after unlocking.
+//! - Under concurrency, "the last N calls" is ordered by when each call's result was summed; that
+//!   is as exact as any order between racing calls can be. With one thread it is exact.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
+use std::sync::PoisonError;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge};
@@ -36,102 +42,62 @@ use tokio::time::Instant;
 use super::config::{Config, Window};
 use super::error::CircuitOpen;
 use super::handle::{Snapshot, State};
+use super::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use super::window::{Aggregate, EPOCH_MASK, Shard, Slots};
 use crate::metric_names;
 
 const STATE_BITS: u32 = 3;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+const EPOCH_SHIFT: u32 = 48;
+const GENERATION_MASK: u64 = (1 << (EPOCH_SHIFT - STATE_BITS)) - 1;
 
-const fn pack(state: State, generation: u64) -> u64 {
-    (generation << STATE_BITS) | state.index() as u64
+/// The state word: `epoch << 48 | generation << 3 | state`. The generation changes on every
+/// transition, the epoch each time the window is cleared.
+const fn pack(state: State, generation: u64, epoch: u64) -> u64 {
+    ((epoch & EPOCH_MASK) << EPOCH_SHIFT)
+        | ((generation & GENERATION_MASK) << STATE_BITS)
+        | state.index() as u64
+}
+
+/// The state word a call was admitted under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    #[inline]
+    fn epoch(self) -> u64 {
+        self.0 >> EPOCH_SHIFT
+    }
 }
 
 /// What the breaker decided for one call.
 #[derive(Debug)]
 pub(crate) enum Admission {
-    /// Call and record the outcome (Closed or MetricsOnly, in this generation).
-    Record { generation: u64 },
+    /// Call and record the outcome (Closed or MetricsOnly).
+    Record(Ticket),
     /// Call as a half-open probe, holding one permit of this generation.
-    Probe { generation: u64 },
+    Probe(Ticket),
     /// Call without recording anything (Disabled).
     Pass,
     /// Fail fast.
     Reject(CircuitOpen),
 }
 
-/// One shard of the call counter, alone on its cache lines.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Shard {
-    calls: AtomicU64,
+/// What a completed call was, for the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Success,
+    Failure,
+    /// Record nothing (`Outcome::Ignore`).
+    Ignore,
 }
 
-/// The counts of one second in one shard of a time window.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Bucket {
-    /// The second (since the breaker's origin, plus 1) the counts belong to; 0 = unused.
-    second: AtomicU64,
-    calls: AtomicU64,
-    failures: AtomicU64,
-    slow: AtomicU64,
-}
-
-/// Per-second buckets, `seconds` per shard, shard-major.
-#[derive(Debug)]
-struct TimeWindow {
-    seconds: u64,
-    buckets: Box<[Bucket]>,
-}
-
-impl TimeWindow {
-    fn new(seconds: u64, shards: usize) -> Self {
-        let len = (seconds as usize).saturating_mul(shards);
-        Self { seconds, buckets: (0..len).map(|_| Bucket::default()).collect() }
-    }
-
-    /// O(1): one bucket of this thread's shard, reset first when it still holds an older second.
-    fn record(&self, shard: usize, second: u64, failure: bool, slow: bool) {
-        let index = shard * self.seconds as usize + (second % self.seconds) as usize;
-        let bucket = &self.buckets[index];
-        let seen = bucket.second.load(Ordering::Acquire);
-        if seen < second
-            && bucket.second.compare_exchange(seen, second, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            // A call racing on the same shard between the swap and these stores may be lost: shards
-            // are per thread, so that needs two threads on one shard at a second boundary.
-            bucket.calls.store(0, Ordering::Relaxed);
-            bucket.failures.store(0, Ordering::Relaxed);
-            bucket.slow.store(0, Ordering::Relaxed);
-        }
-        bucket.calls.fetch_add(1, Ordering::Relaxed);
-        if failure {
-            bucket.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if slow {
-            bucket.slow.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Calls, failures and slow calls of the seconds `second - seconds + 1 ..= second`.
-    fn counts(&self, second: u64) -> (u64, u64, u64) {
-        let oldest = second.saturating_sub(self.seconds - 1).max(1);
-        let mut counts = (0, 0, 0);
-        for bucket in &self.buckets {
-            let s = bucket.second.load(Ordering::Acquire);
-            if (oldest..=second).contains(&s) {
-                counts.0 += bucket.calls.load(Ordering::Relaxed);
-                counts.1 += bucket.failures.load(Ordering::Relaxed);
-                counts.2 += bucket.slow.load(Ordering::Relaxed);
-            }
-        }
-        counts
-    }
-
-    fn clear(&self) {
-        for bucket in &self.buckets {
-            bucket.second.store(0, Ordering::Release);
-        }
-    }
+/// Something to report once the mutex is released.
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+enum Event {
+    Transition { from: State, to: State },
+    WouldOpen { calls: u64, failures: u64, slow_calls: u64 },
 }
 
 /// Metric handles, resolved once.
@@ -140,6 +106,9 @@ struct Metrics {
     state: [Gauge; 6],
     transitions: [Counter; 6],
     rejected: Counter,
+    /// Serialises the gauge updates of racing transitions, so that the last one written is the
+    /// current state. Never held with the breaker's mutex.
+    gauges: Mutex<()>,
 }
 
 impl Metrics {
@@ -159,27 +128,28 @@ impl Metrics {
         for (gauge, s) in state.iter().zip(State::ALL) {
             gauge.set(if s == State::Closed { 1.0 } else { 0.0 });
         }
-        Self { state, transitions, rejected }
+        Self { state, transitions, rejected, gauges: Mutex::new(()) }
     }
 }
 
 /// Everything changed only under the mutex.
 #[derive(Debug)]
 struct Inner {
+    /// The state word, as published in `Shared::state`.
+    word: u64,
     state: State,
     generation: u64,
-    /// Count window: position of the last call before the window was cleared.
-    base: u64,
-    /// Count window: position of the latest call recorded on the cold path.
-    head: u64,
+    epoch: u64,
     /// Count window: positions of the failures among the last `N` calls, oldest first.
     failures: VecDeque<u64>,
     /// Count window: positions of the slow calls among the last `N` calls, oldest first.
     slow: VecDeque<u64>,
-    /// Position of the latest failure.
+    /// Position of the latest failure (consecutive failures).
     last_failure: u64,
     /// Failures in a row up to `last_failure`.
     consecutive: u32,
+    /// Time window: the per-second aggregate.
+    aggregate: Option<Aggregate>,
     /// How many times the breaker reopened from half-open since it last closed.
     reopens: u32,
     probes_in_flight: u32,
@@ -191,18 +161,21 @@ struct Inner {
 /// One breaker's state, behind the one `Arc` shared by all its clones, handles and layers.
 pub(crate) struct Shared {
     config: Config,
-    /// `generation << 3 | state`.
+    /// See [`pack`].
     state: AtomicU64,
     /// End of the open interval, in nanoseconds since `origin`.
     open_until: AtomicU64,
     /// Count window: the window holds at least `minimum_calls`, so successes need no evaluation.
     warm: AtomicBool,
+    /// Time window: the second in which the window was seen holding `minimum_calls` (its successes
+    /// need no evaluation; the next second's first one does).
+    warm_second: AtomicU64,
     shards: Box<[Shard]>,
     shard_mask: usize,
     /// Whether calls need a position (count window, consecutive failures): a time window alone
-    /// counts in its buckets and skips the shard counter.
+    /// counts in its slots and skips the shard counter.
     counts_positions: bool,
-    time_window: Option<TimeWindow>,
+    slots: Option<Slots>,
     origin: Instant,
     /// Padded so that a failure locking it does not invalidate the line holding `state` and `warm`,
     /// which every call on every core reads.
@@ -218,9 +191,11 @@ struct Padded<T>(T);
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         let shards = shard_count();
-        let time_window = match config.window {
-            Window::Time(seconds) => Some(TimeWindow::new(seconds, shards)),
-            Window::Count(_) => None,
+        let (slots, aggregate) = match config.window {
+            Window::Time(seconds) => {
+                (Some(Slots::new(seconds, shards)), Some(Aggregate::new(seconds, shards)))
+            }
+            Window::Count(_) => (None, None),
         };
         let capacity = match config.window {
             Window::Count(size) => size.min(1024) as usize,
@@ -228,28 +203,29 @@ impl Shared {
         };
         let counts_positions =
             matches!(config.window, Window::Count(_)) || config.consecutive_failures.is_some();
+        let word = pack(State::Closed, 0, 0);
         Self {
             metrics: Metrics::new(&config.name),
-            // A time window cannot become "warm" for good (old seconds leave it), so it evaluates on
-            // failures and slow calls only.
-            warm: AtomicBool::new(time_window.is_some()),
-            time_window,
+            warm: AtomicBool::new(false),
+            warm_second: AtomicU64::new(0),
+            slots,
             config,
-            state: AtomicU64::new(pack(State::Closed, 0)),
+            state: AtomicU64::new(word),
             open_until: AtomicU64::new(0),
-            shards: (0..shards).map(|_| Shard::default()).collect(),
+            shards: (0..shards).map(|_| Shard::new()).collect(),
             shard_mask: shards - 1,
             counts_positions,
             origin: Instant::now(),
             inner: Padded(Mutex::new(Inner {
+                word,
                 state: State::Closed,
                 generation: 0,
-                base: 0,
-                head: 0,
+                epoch: 0,
                 failures: VecDeque::with_capacity(capacity),
                 slow: VecDeque::new(),
                 last_failure: 0,
                 consecutive: 0,
+                aggregate,
                 reopens: 0,
                 probes_in_flight: 0,
                 probe_successes: 0,
@@ -270,13 +246,35 @@ impl Shared {
     #[inline]
     pub(crate) fn admit(&self) -> Admission {
         let word = self.state.load(Ordering::Acquire);
-        let generation = word >> STATE_BITS;
         match State::from_index(word & STATE_MASK) {
-            State::Closed | State::MetricsOnly => Admission::Record { generation },
+            State::Closed | State::MetricsOnly => Admission::Record(Ticket(word)),
             State::Disabled => Admission::Pass,
             State::ForcedOpen => self.reject(Duration::ZERO),
             State::Open | State::HalfOpen => self.admit_cold(),
         }
+    }
+
+    /// Whether a call made now would be rejected without reaching the inner service (Open within
+    /// its interval, or ForcedOpen): lets `poll_ready` answer at once instead of waiting for an
+    /// inner service that need not be called. Counts nothing.
+    #[inline]
+    pub(crate) fn rejects_now(&self) -> Option<CircuitOpen> {
+        let word = self.state.load(Ordering::Acquire);
+        match State::from_index(word & STATE_MASK) {
+            State::ForcedOpen => Some(CircuitOpen::new(Duration::ZERO)),
+            State::Open => {
+                let elapsed = self.nanos_since_origin(Instant::now());
+                let until = self.open_until.load(Ordering::Acquire);
+                (elapsed < until).then(|| CircuitOpen::new(Duration::from_nanos(until - elapsed)))
+            }
+            _ => None,
+        }
+    }
+
+    /// A rejection decided earlier (by `poll_ready`), counted now.
+    pub(crate) fn reject_with(&self, open: CircuitOpen) -> CircuitOpen {
+        self.metrics.rejected.increment(1);
+        open
     }
 
     /// The start of a call, when its duration matters (slow-call trigger).
@@ -296,6 +294,7 @@ impl Shared {
             }
         }
         let mut inner = self.lock();
+        let mut event = None;
         match inner.state {
             State::Open => {
                 let until = self.open_until.load(Ordering::Acquire);
@@ -303,24 +302,29 @@ impl Shared {
                     drop(inner);
                     return self.reject(Duration::from_nanos(until - elapsed));
                 }
-                self.transition(&mut inner, State::HalfOpen, now);
+                event = self.transition(&mut inner, State::HalfOpen, now);
             }
             State::HalfOpen => {}
             // The state changed since the load above.
-            State::Closed | State::MetricsOnly => return Admission::Record { generation: inner.generation },
+            State::Closed | State::MetricsOnly => return Admission::Record(Ticket(inner.word)),
             State::Disabled => return Admission::Pass,
             State::ForcedOpen => {
                 drop(inner);
                 return self.reject(Duration::ZERO);
             }
         }
-        if inner.probes_in_flight < self.config.permitted_calls_in_half_open {
+        let admission = if inner.probes_in_flight < self.config.permitted_calls_in_half_open {
             inner.probes_in_flight += 1;
-            Admission::Probe { generation: inner.generation }
+            Admission::Probe(Ticket(inner.word))
         } else {
-            drop(inner);
-            self.reject(Duration::ZERO)
+            Admission::Reject(CircuitOpen::new(Duration::ZERO))
+        };
+        drop(inner);
+        self.emit(event);
+        if matches!(admission, Admission::Reject(_)) {
+            self.metrics.rejected.increment(1);
         }
+        admission
     }
 
     fn reject(&self, retry_after: Duration) -> Admission {
@@ -328,72 +332,114 @@ impl Shared {
         Admission::Reject(CircuitOpen::new(retry_after))
     }
 
-    /// Hot path when the call succeeded quickly in a warm window: one `fetch_add` on this thread's
-    /// own shard, one load of a read-mostly flag.
+    /// Records a completed call. Hot path when the call succeeded quickly in a warm window: one
+    /// compare-and-swap on this thread's own shard, one load of a read-mostly flag.
     #[inline]
-    pub(crate) fn on_result(&self, generation: u64, probe: bool, failure: bool, start: Option<Instant>) {
-        let now = if start.is_some() || self.time_window.is_some() { Some(Instant::now()) } else { None };
+    pub(crate) fn on_result(&self, ticket: Ticket, probe: bool, verdict: Verdict, start: Option<Instant>) {
+        if verdict == Verdict::Ignore {
+            if probe {
+                self.release_probe(ticket);
+            }
+            return;
+        }
+        let failure = verdict == Verdict::Failure;
+        let now = if start.is_some() || self.slots.is_some() { Some(Instant::now()) } else { None };
         let slow = match (start, now, self.config.slow_call_duration) {
             (Some(start), Some(now), Some(limit)) => now.saturating_duration_since(start) > limit,
             _ => false,
         };
         if probe {
-            self.complete_probe(generation, failure || slow);
+            self.complete_probe(ticket, failure || slow);
+            return;
+        }
+        if failure || slow {
+            self.record_cold(ticket, failure, slow, now);
             return;
         }
         let shard = thread_shard() & self.shard_mask;
-        if self.counts_positions {
-            self.shards[shard].calls.fetch_add(1, Ordering::Relaxed);
+        if self.counts_positions && !self.shards[shard].count(ticket.epoch()) {
+            return; // admitted before the window was cleared
         }
-        if let (Some(window), Some(now)) = (&self.time_window, now) {
-            window.record(shard, self.second(now), failure, slow);
-        }
-        if failure || slow || !self.warm.load(Ordering::Relaxed) {
-            self.record_cold(generation, failure, slow, now);
+        let warm = match (&self.slots, now) {
+            (Some(slots), Some(now)) => {
+                let second = self.second(now);
+                // A call admitted before the window was cleared is not counted.
+                slots.count(shard, second, || self.current_epoch() == ticket.epoch());
+                self.warm_second.load(Ordering::Relaxed) == second
+            }
+            _ => self.warm.load(Ordering::Relaxed),
+        };
+        if !warm {
+            self.record_cold(ticket, false, false, now);
         }
     }
 
+    #[inline]
+    fn current_epoch(&self) -> u64 {
+        self.state.load(Ordering::Acquire) >> EPOCH_SHIFT
+    }
+
+    /// A failure, a slow call, or a success while the window may hold fewer than `minimum_calls`.
     #[cold]
-    fn record_cold(&self, generation: u64, failure: bool, slow: bool, now: Option<Instant>) {
+    fn record_cold(&self, ticket: Ticket, failure: bool, slow: bool, now: Option<Instant>) {
         let mut inner = self.lock();
-        if inner.generation != generation || !matches!(inner.state, State::Closed | State::MetricsOnly) {
+        if inner.word != ticket.0 {
             return; // a call admitted before the last transition
         }
-        let position = self.total_calls().max(inner.head + 1);
-        inner.head = position;
-        if failure {
-            let extends_run = inner.last_failure + 1 == position;
-            inner.consecutive = if extends_run { inner.consecutive.saturating_add(1) } else { 1 };
-            inner.last_failure = position;
-        } else {
-            inner.consecutive = 0;
-        }
-        if matches!(self.config.window, Window::Count(_)) {
+        let counted = failure || slow; // a fast success counted itself on the hot path
+        if self.counts_positions {
+            let shard = thread_shard() & self.shard_mask;
+            if counted {
+                // Under the mutex: the sum below includes this call, and the next failure's sum
+                // this one, so two failures never share (or skip) a position.
+                self.shards[shard].count(ticket.epoch());
+            }
+            let position = self.total_calls(inner.epoch);
             if failure {
-                inner.failures.push_back(position);
+                let extends_run = inner.last_failure + 1 == position;
+                inner.consecutive = if extends_run { inner.consecutive.saturating_add(1) } else { 1 };
+                inner.last_failure = position;
+            } else {
+                inner.consecutive = 0;
             }
-            if slow {
-                inner.slow.push_back(position);
+            if matches!(self.config.window, Window::Count(_)) {
+                if failure {
+                    inner.failures.push_back(position);
+                }
+                if slow {
+                    inner.slow.push_back(position);
+                }
             }
         }
-        let (calls, failures, slow_calls) = self.window_counts(&mut inner, now);
-        if matches!(self.config.window, Window::Count(_)) && calls >= self.minimum_calls() {
-            self.warm.store(true, Ordering::Relaxed);
+        let second = now.map(|now| self.second(now));
+        if counted
+            && let (Some(aggregate), Some(slots), Some(second)) = (&mut inner.aggregate, &self.slots, second)
+        {
+            let second = aggregate.advance(slots, second);
+            aggregate.record(second, failure, slow);
         }
-        if !self.trips(&inner, calls, failures, slow_calls) {
+        let (calls, failures, slow_calls) = self.window_counts(&mut inner, second);
+        if calls >= self.minimum_calls() {
+            match second {
+                Some(second) if self.slots.is_some() => self.warm_second.store(second, Ordering::Relaxed),
+                _ => self.warm.store(true, Ordering::Relaxed),
+            }
+        } else if self.slots.is_some() {
+            self.warm_second.store(0, Ordering::Relaxed);
+        }
+        let event = if !self.trips(&inner, calls, failures, slow_calls) {
             inner.would_open = false;
-            return;
-        }
-        if inner.state == State::Closed {
-            self.transition(&mut inner, State::Open, now.unwrap_or_else(Instant::now));
-        } else if !inner.would_open {
+            None
+        } else if inner.state == State::Closed {
+            self.transition(&mut inner, State::Open, now.unwrap_or_else(Instant::now))
+        } else if inner.would_open {
+            None
+        } else {
             inner.would_open = true;
-            self.metrics.transitions[State::Open.index()].increment(1);
-            tracing::warn!(
-                breaker = %self.config.name, calls, failures, slow_calls,
-                "circuit breaker would open (metrics only: calls keep passing)"
-            );
-        }
+            Some(Event::WouldOpen { calls, failures, slow_calls })
+        };
+        drop(inner);
+        self.emit(event);
     }
 
     fn minimum_calls(&self) -> u64 {
@@ -418,47 +464,53 @@ impl Shared {
                 && slow_calls as f64 / calls >= config.slow_call_rate_threshold)
     }
 
-    /// Calls, failures and slow calls in the window.
-    fn window_counts(&self, inner: &mut Inner, now: Option<Instant>) -> (u64, u64, u64) {
-        match (self.config.window, &self.time_window) {
-            (_, Some(window)) => window.counts(self.second(now.unwrap_or_else(Instant::now))),
-            (Window::Count(size) | Window::Time(size), None) => {
-                let head = inner.head.max(self.total_calls());
-                let outside = head.saturating_sub(size);
-                while inner.failures.front().is_some_and(|&p| p <= outside) {
-                    inner.failures.pop_front();
-                }
-                while inner.slow.front().is_some_and(|&p| p <= outside) {
-                    inner.slow.pop_front();
-                }
-                ((head - inner.base).min(size), inner.failures.len() as u64, inner.slow.len() as u64)
-            }
+    /// Calls, failures and slow calls in the window, at `second` for a time window (now if `None`).
+    fn window_counts(&self, inner: &mut Inner, second: Option<u64>) -> (u64, u64, u64) {
+        if let (Some(aggregate), Some(slots)) = (&mut inner.aggregate, &self.slots) {
+            let second = second.unwrap_or_else(|| self.second(Instant::now()));
+            let second = aggregate.advance(slots, second);
+            return aggregate.counts(slots, second);
         }
+        let Window::Count(size) = self.config.window else { unreachable!("a time window has slots") };
+        let head = self.total_calls(inner.epoch);
+        let outside = head.saturating_sub(size);
+        while inner.failures.front().is_some_and(|&p| p <= outside) {
+            inner.failures.pop_front();
+        }
+        while inner.slow.front().is_some_and(|&p| p <= outside) {
+            inner.slow.pop_front();
+        }
+        (head.min(size), inner.failures.len() as u64, inner.slow.len() as u64)
     }
 
     #[cold]
-    fn complete_probe(&self, generation: u64, failed: bool) {
+    fn complete_probe(&self, ticket: Ticket, failed: bool) {
         let mut inner = self.lock();
-        if inner.generation != generation || inner.state != State::HalfOpen {
+        if inner.word != ticket.0 {
             return;
         }
         inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
-        if failed {
+        let event = if failed {
             inner.reopens = inner.reopens.saturating_add(1);
-            self.transition(&mut inner, State::Open, Instant::now());
+            self.transition(&mut inner, State::Open, Instant::now())
         } else {
             inner.probe_successes += 1;
             if inner.probe_successes >= self.config.success_threshold {
-                self.transition(&mut inner, State::Closed, Instant::now());
+                self.transition(&mut inner, State::Closed, Instant::now())
+            } else {
+                None
             }
-        }
+        };
+        drop(inner);
+        self.emit(event);
     }
 
-    /// A probe future was dropped before it completed: give its permit back.
+    /// A probe future was dropped before it completed, or its outcome was ignored: give its permit
+    /// back.
     #[cold]
-    pub(crate) fn release_probe(&self, generation: u64) {
+    pub(crate) fn release_probe(&self, ticket: Ticket) {
         let mut inner = self.lock();
-        if inner.generation == generation && inner.state == State::HalfOpen {
+        if inner.word == ticket.0 {
             inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
         }
     }
@@ -466,15 +518,19 @@ impl Shared {
     /// Operator transition (also used by `reset`, which clears the window even when already closed).
     pub(crate) fn set_state(&self, to: State) {
         let mut inner = self.lock();
-        self.transition(&mut inner, to, Instant::now());
+        let event = self.transition(&mut inner, to, Instant::now());
+        drop(inner);
+        self.emit(event);
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut inner = self.lock();
         let (calls, failures, slow_calls) = self.window_counts(&mut inner, None);
+        let state = inner.state;
+        drop(inner);
         let rate = |n: u64| if calls == 0 { 0.0 } else { n as f64 / calls as f64 };
         Snapshot {
-            state: inner.state,
+            state,
             calls,
             failures,
             slow_calls,
@@ -483,13 +539,17 @@ impl Shared {
         }
     }
 
-    fn transition(&self, inner: &mut Inner, to: State, now: Instant) {
+    /// Changes the state under the mutex; what to report is returned, to be emitted after unlocking.
+    fn transition(&self, inner: &mut Inner, to: State, now: Instant) -> Option<Event> {
         let from = inner.state;
         inner.state = to;
         inner.generation += 1;
+        let clears = matches!(to, State::Closed | State::MetricsOnly);
+        if clears {
+            inner.epoch += 1;
+        }
         match to {
             State::Closed | State::MetricsOnly => {
-                self.clear_window(inner);
                 if to == State::Closed {
                     inner.reopens = 0;
                 }
@@ -504,12 +564,43 @@ impl Shared {
             }
             State::ForcedOpen | State::Disabled => {}
         }
-        self.state.store(pack(to, inner.generation), Ordering::Release);
-        if from != to {
-            self.metrics.state[from.index()].set(0.0);
-            self.metrics.state[to.index()].set(1.0);
-            self.metrics.transitions[to.index()].increment(1);
-            tracing::info!(breaker = %self.config.name, %from, %to, "circuit breaker state changed");
+        if clears {
+            // Before the new word is published, so that a call admitted in the new window reads
+            // `warm` as false and is evaluated until the window holds `minimum_calls`.
+            self.clear_window(inner);
+        }
+        inner.word = pack(to, inner.generation, inner.epoch);
+        self.state.store(inner.word, Ordering::Release);
+        if clears && let (Some(aggregate), Some(slots)) = (&mut inner.aggregate, &self.slots) {
+            // After it: a time-window writer of the old window racing this sees its slot flipped,
+            // rechecks the epoch and finds it changed.
+            aggregate.clear(slots, self.second(now));
+        }
+        (from != to).then_some(Event::Transition { from, to })
+    }
+
+    /// Reports an event, outside the mutex.
+    fn emit(&self, event: Option<Event>) {
+        match event {
+            None => {}
+            Some(Event::Transition { from, to }) => {
+                {
+                    let _serialised = self.metrics.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+                    let current = self.state();
+                    for (gauge, s) in self.metrics.state.iter().zip(State::ALL) {
+                        gauge.set(if s == current { 1.0 } else { 0.0 });
+                    }
+                }
+                self.metrics.transitions[to.index()].increment(1);
+                tracing::info!(breaker = %self.config.name, %from, %to, "circuit breaker state changed");
+            }
+            Some(Event::WouldOpen { calls, failures, slow_calls }) => {
+                self.metrics.transitions[State::Open.index()].increment(1);
+                tracing::warn!(
+                    breaker = %self.config.name, calls, failures, slow_calls,
+                    "circuit breaker would open (metrics only: calls keep passing)"
+                );
+            }
         }
     }
 
@@ -531,29 +622,29 @@ impl Shared {
         u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// A new window (the epoch was bumped): the count window's shards need nothing, their old tags
+    /// no longer count; the time window's aggregate is cleared once the epoch is published.
     fn clear_window(&self, inner: &mut Inner) {
-        let head = inner.head.max(self.total_calls());
-        inner.base = head;
-        inner.head = head;
         inner.failures.clear();
         inner.slow.clear();
+        inner.last_failure = 0;
         inner.consecutive = 0;
         inner.would_open = false;
-        match &self.time_window {
-            Some(window) => window.clear(),
-            None => self.warm.store(false, Ordering::Relaxed),
-        }
+        self.warm.store(false, Ordering::Relaxed);
+        self.warm_second.store(0, Ordering::Relaxed);
     }
 
-    fn total_calls(&self) -> u64 {
-        self.shards.iter().map(|shard| shard.calls.load(Ordering::Relaxed)).sum()
+    /// The calls of window `epoch` summed over the shards.
+    fn total_calls(&self, epoch: u64) -> u64 {
+        let epoch = epoch & EPOCH_MASK;
+        self.shards.iter().map(|shard| shard.calls(epoch)).sum()
     }
 
     fn nanos_since_origin(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The time-window second of `now` (0 is reserved for unused buckets).
+    /// The time-window second of `now` (0 is reserved for unused slots).
     fn second(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.origin).as_secs() + 1
     }
@@ -593,7 +684,7 @@ pub(crate) fn thread_shard() -> usize {
     INDEX.with(|index| {
         let mut i = index.get();
         if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (usize::MAX >> 1);
             index.set(i);
         }
         i

@@ -107,7 +107,9 @@ where
 ///
 /// - **Requests**: only idempotent methods (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`) or requests that
 ///   carry an [`Idempotency-Key`](IDEMPOTENCY_KEY) header are retried. Any other request is sent once.
-/// - **Results**: only what the [classifier](crate::classify) calls a failure is retried, and of those:
+/// - **Results**: only what the [classifier](crate::classify) calls a failure is retried (an
+///   [`Outcome::Ignore`](crate::Outcome::Ignore), such as a downstream's `504` marked
+///   [deadline-exceeded](crate::classify::DEADLINE_EXCEEDED_HEADER), is returned as it is), and of those:
 ///   - a response whose status is in the retryable set (default `429`, `502`, `503`, `504`). `500` is
 ///     *not* retried by default, even for idempotent requests: it usually means a bug that the same
 ///     request will hit again (add it with [`retry_status`](Self::retry_status)). Other 4xx never are.

@@ -1,6 +1,9 @@
 //! Circuit breaker: behaviour through the public API, under paused time.
 #![cfg(feature = "circuit-breaker")]
 
+mod exact;
+mod keyed;
+mod ready;
 mod support;
 
 use std::collections::HashMap;
