@@ -112,11 +112,13 @@
 //! assert!(text.contains(r#"http_client_request_duration_seconds_bucket{http_request_method="POST",server_address="payments",http_response_status_code="200",le="0.005"} 1"#));
 //! ```
 //!
-//! # Install the recorder before serving
+//! # When the recorder is installed
 //!
-//! Each handle is resolved once, on the first request of its label combination, from the recorder that
-//! is current at that moment (the global one, or a thread-local one in tests), and then kept for the
-//! layer's lifetime. A recorder installed after traffic started is never seen by those handles.
+//! Each handle is registered on the first request of its label combination that finds a recorder
+//! current (the global one, or a thread-local one in tests), and then kept for the layer's lifetime.
+//! So a layer may be built, and even serve, before `main` installs its recorder: calls made while
+//! there is none are not recorded (as with the no-op recorder), the ones after are. The same holds for
+//! the retry and timeout layers' counters.
 //!
 //! # Cost model
 //!

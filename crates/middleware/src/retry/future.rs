@@ -178,7 +178,7 @@ impl<S, P> Replay<S, P> {
         if let Some(budget) = &shared.budget
             && !budget.withdraw()
         {
-            shared.exhausted.increment(1);
+            shared.exhausted.get().increment(1);
             return None;
         }
         self.previous_delay = backoff;
@@ -355,7 +355,7 @@ where
                     }
                     let req = replay.request();
                     replay.attempts += 1;
-                    replay.shared.retries.increment(1);
+                    replay.shared.retries.get().increment(1);
                     this.state.set(State::Called { fut: replay.svc.call(req) });
                 }
             }

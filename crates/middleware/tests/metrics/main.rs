@@ -449,3 +449,56 @@ mod axum_router {
         );
     }
 }
+
+/// A request made before `main` installs its recorder (a start-up probe), then traffic: the layers
+/// built first still record, with the recorder that arrived later.
+#[test]
+fn layers_built_before_the_recorder_is_installed_record_their_series() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use palisade::retry::{Backoff, Budget, RetryBody, RetryLayer};
+    use palisade::timeout::TimeoutLayer;
+
+    let metrics = MetricsLayer::server().target(products_route);
+    let retry = RetryLayer::builder()
+        .name("late")
+        .backoff(Backoff::constant(Duration::ZERO))
+        .budget(Budget::unlimited())
+        .build()
+        .unwrap();
+    let timeout = TimeoutLayer::builder(Duration::from_millis(100)).name("late").build().unwrap();
+
+    let server = metrics.layer(handler(Duration::from_millis(10)));
+    let flaky = retry.layer(service_fn(|_req: Request<RetryBody<Empty<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap())
+    }));
+    let slow = timeout.layer(handler(Duration::from_secs(1)));
+
+    let early =
+        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    early.block_on(server.clone().oneshot(request(Method::GET, "/v1/products/1", 200))).unwrap();
+
+    let recorder = Recorder::new();
+    recorder.run(async {
+        server.clone().oneshot(request(Method::GET, "/v1/products/2", 200)).await.unwrap();
+        let res =
+            flaky.clone().oneshot(Request::get("http://dep/").body(Empty::new()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 503, "three attempts failed: two retries counted");
+        slow.clone().oneshot(request(Method::GET, "/", 200)).await.unwrap_err();
+    });
+    let route = r#"http_route="/v1/products/{id}""#;
+    assert_eq!(
+        recorder.snapshot(),
+        series([
+            (&format!(r#"{ACTIVE}{{http_request_method="GET",{route}}}"#), Value::Gauge(0.0)),
+            (
+                &format!(
+                    r#"{DURATION}{{http_request_method="GET",{route},http_response_status_code="200"}}"#
+                ),
+                Value::Histogram(vec![0.01])
+            ),
+            (r#"palisade_retry_retries_total{name="late"}"#, Value::Counter(2)),
+            (r#"palisade_timeout_total{name="late",kind="timeout"}"#, Value::Counter(1)),
+        ])
+    );
+}
