@@ -58,7 +58,7 @@ use tower::Layer;
 
 use crate::InvalidConfig;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
-use crate::metrics::{DefaultRoute, Metrics, MetricsLayer};
+use crate::metrics::{ClientMetricsLayer, DefaultRoute, Metrics, ServerMetricsLayer};
 use crate::problem::{ProblemLayer, Problems};
 use crate::retry::{Retry, RetryLayer};
 use crate::timeout::{
@@ -80,7 +80,7 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct ServerStack {
     trace: ServerTraceLayer,
-    metrics: MetricsLayer,
+    metrics: ServerMetricsLayer,
     deadline: ServerDeadlineLayer,
     timeout: TimeoutLayer,
     breaker: CircuitBreakerLayer,
@@ -93,7 +93,7 @@ impl ServerStack {
             name: Cow::Borrowed("server"),
             timeout: DEFAULT_SERVER_TIMEOUT,
             trace: ServerTraceLayer::new(),
-            metrics: MetricsLayer::server(),
+            metrics: ServerMetricsLayer::new(),
             deadline: ServerDeadlineLayer::new(),
             breaker: None,
         }
@@ -128,7 +128,7 @@ pub struct ServerStackBuilder {
     name: Cow<'static, str>,
     timeout: Duration,
     trace: ServerTraceLayer,
-    metrics: MetricsLayer,
+    metrics: ServerMetricsLayer,
     deadline: ServerDeadlineLayer,
     breaker: Option<CircuitBreakerLayer>,
 }
@@ -154,8 +154,8 @@ impl ServerStackBuilder {
         self
     }
 
-    /// The metrics layer (default [`MetricsLayer::server`]).
-    pub fn metrics(mut self, metrics: MetricsLayer) -> Self {
+    /// The metrics layer (default [`ServerMetricsLayer::new`]).
+    pub fn metrics(mut self, metrics: ServerMetricsLayer) -> Self {
         self.metrics = metrics;
         self
     }
@@ -200,7 +200,7 @@ pub struct ClientStack {
     retry: RetryLayer,
     breaker: CircuitBreakerLayer,
     trace: ClientTraceLayer,
-    metrics: MetricsLayer<()>,
+    metrics: ClientMetricsLayer,
     attempt_deadline: ClientDeadlineLayer,
     attempt_timeout: TimeoutLayer,
 }
@@ -310,7 +310,7 @@ impl ClientStackBuilder {
             retry,
             breaker,
             trace: self.trace,
-            metrics: MetricsLayer::client(peer),
+            metrics: ClientMetricsLayer::new(peer),
             attempt_deadline,
             attempt_timeout,
         })

@@ -200,6 +200,13 @@ impl TraceContext {
         }
     }
 
+    /// The first span of a new trace whose `sampled` flag the server's sampler decides.
+    pub(super) fn new_root_sampled_by(sampler: super::server::Sampler) -> Self {
+        let mut root = Self::new_root();
+        root.flags = sampler.flags(root.trace_id);
+        root
+    }
+
     /// A new span (random span id) whose parent is the remote span described by `parent`, carrying
     /// `trace_state` along. `trace_state` is not checked: use [`from_headers`](Self::from_headers) for
     /// untrusted input.
