@@ -106,8 +106,8 @@
 //!     .unwrap()
 //!     .build_recorder();
 //! let handle = recorder.handle();
-//! // In an application: `metrics::set_global_recorder(recorder)` (or `PrometheusBuilder::install_recorder`)
-//! // *before* building the layers' first requests, and serve `handle.render()` on `/metrics`.
+//! // In an application: `metrics::set_global_recorder(recorder)` (or `PrometheusBuilder::install_recorder`),
+//! // before or after building the layers, and serve `handle.render()` on `/metrics`.
 //! # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! metrics::with_local_recorder(&recorder, || runtime.block_on(async {
 //!     let client = ClientMetricsLayer::new("payments").layer(service_fn(|_req: http::Request<()>| async {
