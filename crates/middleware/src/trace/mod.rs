@@ -18,7 +18,8 @@
 //! [`Incoming::Edge`] keeps the caller's trace id for correlation but makes the sampling decision
 //! itself and drops `tracestate`, and [`Incoming::Restart`] ignores the caller's context. New traces
 //! are `sampled` at [`ServerTraceLayerBuilder::sample_ratio`] (default 1: all), decided from the trace
-//! id like OpenTelemetry's `TraceIdRatioBased`.
+//! id like OpenTelemetry's `TraceIdRatioBased` (at the edge, by a random draw: the caller chose that
+//! id).
 //!
 //! ```
 //! use palisade::trace::{Incoming, ServerTraceLayer};

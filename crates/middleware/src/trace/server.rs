@@ -39,16 +39,18 @@ pub enum Incoming {
     #[default]
     Trust,
     /// Keep the caller's trace id and parent span id (correlation), but decide `sampled` with the
-    /// layer's [`sample_ratio`](ServerTraceLayerBuilder::sample_ratio), from the trace id, and drop
-    /// `tracestate`.
+    /// layer's [`sample_ratio`](ServerTraceLayerBuilder::sample_ratio) and drop `tracestate`. The
+    /// decision is a random draw, not a function of the caller's trace id (which the caller could
+    /// choose to be always sampled); services behind trust the flag this one sends.
     Edge,
     /// Start a new trace for every request, as if no `traceparent` had been sent.
     Restart,
 }
 
-/// The sampling decision for traces this layer starts (or, at the [edge](Incoming::Edge), decides): a
-/// pure function of the trace id, as OpenTelemetry's `TraceIdRatioBased` (and its Rust SDK) computes
-/// it, so every service with the same ratio decides the same for the same trace.
+/// The sampling decision for traces this layer starts: a pure function of the (random) trace id, as
+/// OpenTelemetry's `TraceIdRatioBased` (and its Rust SDK) computes it, so every service with the same
+/// ratio decides the same for the same trace. At the [edge](Incoming::Edge), for a trace id the caller
+/// chose, the same threshold applies to a random draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Sampler {
     /// Sampled when the trace id's low 64 bits, shifted right once, are below this (ratio × 2⁶³).
@@ -62,9 +64,19 @@ impl Sampler {
         Self { threshold: (ratio * (1u64 << 63) as f64) as u64 }
     }
 
+    /// The decision for a trace id this service chose (random).
     pub(super) fn flags(self, trace_id: TraceId) -> TraceFlags {
-        let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
-        if (low >> 1) < self.threshold { TraceFlags::SAMPLED } else { TraceFlags::NOT_SAMPLED }
+        self.decide(u128::from_be_bytes(trace_id.to_bytes()) as u64)
+    }
+
+    /// The decision for a trace id a caller chose: from a random draw instead, or a client could pick
+    /// ids that are always sampled.
+    fn flags_for_untrusted(self) -> TraceFlags {
+        self.decide(fastrand::u64(..))
+    }
+
+    fn decide(self, random: u64) -> TraceFlags {
+        if (random >> 1) < self.threshold { TraceFlags::SAMPLED } else { TraceFlags::NOT_SAMPLED }
     }
 }
 
@@ -93,7 +105,7 @@ impl ServerTraceLayer {
         };
         match (parent, self.incoming) {
             (Some(parent), Incoming::Edge) => {
-                let flags = self.sampler.flags(parent.trace_id());
+                let flags = self.sampler.flags_for_untrusted();
                 let parent = TraceParent::new(parent.trace_id(), parent.parent_id(), flags);
                 TraceContext::child_of(&parent, None)
             }

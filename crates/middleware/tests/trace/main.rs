@@ -332,6 +332,21 @@ async fn at_the_edge_the_trace_id_is_kept_but_sampling_and_tracestate_are_ours()
 }
 
 #[tokio::test]
+async fn at_the_edge_a_caller_cannot_pick_trace_ids_that_are_always_sampled() {
+    // With a 25 % ratio, an id whose low bits are 0 would always be sampled if the decision came from
+    // the caller's id. At the edge it is a draw: about a quarter of the requests are sampled.
+    let edge = ServerTraceLayer::builder().incoming(Incoming::Edge).sample_ratio(0.25).build().unwrap();
+    let tp = "00-4bf92f3577b34da60000000000000000-00f067aa0ba902b7-01";
+    let mut sampled = 0;
+    for _ in 0..4000 {
+        let ctx = serve(edge, request(&[("traceparent", tp)])).await.into_body().unwrap();
+        assert_eq!(ctx.trace_id().to_string(), "4bf92f3577b34da60000000000000000");
+        sampled += usize::from(ctx.flags().is_sampled());
+    }
+    assert!((850..=1150).contains(&sampled), "{sampled} of 4000");
+}
+
+#[tokio::test]
 async fn restart_ignores_the_callers_context() {
     let layer = ServerTraceLayer::builder().incoming(Incoming::Restart).build().unwrap();
     let req = request(&[("traceparent", TRACEPARENT), ("tracestate", "congo=t61")]);
