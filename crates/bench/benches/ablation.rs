@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::Measure;
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::metrics::MetricsLayer;
+use palisade::metrics::ServerMetricsLayer;
 use palisade::problem::ProblemLayer;
 use palisade::timeout::{ServerDeadlineLayer, TimeoutLayer};
 use palisade::trace::ServerTraceLayer;
@@ -39,9 +39,16 @@ fn main() {
         ("stack_debug", common::palisade_stack(Level::DEBUG)),
         ("identity", common::router().layer(Identity::new())),
         ("trace_info", common::router().layer(ServerTraceLayer::new())),
-        ("trace_info_no_echo", common::router().layer(ServerTraceLayer::new().echo_traceparent(false))),
-        ("trace_debug", common::router().layer(ServerTraceLayer::new().level(Level::DEBUG))),
-        ("metrics", common::router().layer(MetricsLayer::server())),
+        (
+            "trace_info_no_echo",
+            common::router()
+                .layer(ServerTraceLayer::builder().echo_traceparent(false).build().expect("valid")),
+        ),
+        (
+            "trace_debug",
+            common::router().layer(ServerTraceLayer::builder().level(Level::DEBUG).build().expect("valid")),
+        ),
+        ("metrics", common::router().layer(ServerMetricsLayer::new())),
         ("problem", common::router().layer(ProblemLayer::new())),
         (
             "deadline",

@@ -17,11 +17,11 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum_prometheus::BaseMetricLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::metrics::MetricsLayer;
+use palisade::metrics::ServerMetricsLayer;
 use palisade::problem::ProblemLayer;
 use palisade::retry::RetryLayer;
 use palisade::timeout::{ServerDeadlineLayer, TimeoutLayer};
-use palisade::trace::TraceContextLayer;
+use palisade::trace::ServerTraceLayer;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience::circuitbreaker::CircuitBreakerLayer as TrBreakerLayer;
@@ -176,12 +176,12 @@ fn main() {
     server_row(&rt, "server/c_axum_prometheus", &router().layer(BaseMetricLayer::new()));
     server_row(&rt, "server/d_palisade_stack", &palisade_stack(Level::INFO));
     server_row(&rt, "server/d_palisade_stack_trace_debug", &palisade_stack(Level::DEBUG));
-    server_row(&rt, "server/e_palisade_metrics", &router().layer(MetricsLayer::server()));
-    server_row(&rt, "server/f_palisade_trace", &router().layer(TraceContextLayer::server()));
+    server_row(&rt, "server/e_palisade_metrics", &router().layer(ServerMetricsLayer::new()));
+    server_row(&rt, "server/f_palisade_trace", &router().layer(ServerTraceLayer::new()));
     server_row(
         &rt,
         "server/f_palisade_trace_debug",
-        &router().layer(TraceContextLayer::server().level(Level::DEBUG)),
+        &router().layer(ServerTraceLayer::builder().level(Level::DEBUG).build().expect("valid")),
     );
     server_row(
         &rt,

@@ -45,7 +45,9 @@ fn main() {
         "peer" => common::peer_stack!(BaseMetricLayer::new(), Level::DEBUG),
         "peer_trace_info" => common::peer_stack!(BaseMetricLayer::new(), Level::INFO),
         "trace" => common::router().layer(ServerTraceLayer::new()),
-        "trace_debug" => common::router().layer(ServerTraceLayer::new().level(Level::DEBUG)),
+        "trace_debug" => {
+            common::router().layer(ServerTraceLayer::builder().level(Level::DEBUG).build().expect("valid"))
+        }
         "problem" => common::router().layer(ProblemLayer::new()),
         other => {
             eprintln!(

@@ -26,10 +26,10 @@ use axum::error_handling::HandleErrorLayer;
 use axum_prometheus::BaseMetricLayer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::metrics::MetricsLayer;
+use palisade::metrics::ServerMetricsLayer;
 use palisade::problem::ProblemLayer;
 use palisade::timeout::{ServerDeadlineLayer, TimeoutLayer};
-use palisade::trace::TraceContextLayer;
+use palisade::trace::ServerTraceLayer;
 use tower::ServiceBuilder;
 use tower_resilience::circuitbreaker::CircuitBreakerLayer as TrBreakerLayer;
 use tracing::Level;
@@ -56,9 +56,12 @@ fn server(c: &mut Criterion) {
     row("d_palisade_stack", palisade_stack(Level::INFO));
     // The span at DEBUG, filtered out by the INFO subscriber like `TraceLayer`'s default span in (b).
     row("d_palisade_stack_trace_debug", palisade_stack(Level::DEBUG));
-    row("e_palisade_metrics", router().layer(MetricsLayer::server()));
-    row("f_palisade_trace", router().layer(TraceContextLayer::server()));
-    row("f_palisade_trace_debug", router().layer(TraceContextLayer::server().level(Level::DEBUG)));
+    row("e_palisade_metrics", router().layer(ServerMetricsLayer::new()));
+    row("f_palisade_trace", router().layer(ServerTraceLayer::new()));
+    row(
+        "f_palisade_trace_debug",
+        router().layer(ServerTraceLayer::builder().level(Level::DEBUG).build().expect("valid")),
+    );
     row(
         "g_palisade_breaker",
         router().layer(

@@ -1,23 +1,30 @@
-//! `.circuit_breaker(..)`-style chaining on [`tower::ServiceBuilder`].
+//! `.problems()`-style chaining on [`tower::ServiceBuilder`], for the layers that are worth a name
+//! there: each method builds its layer from the arguments it takes (like tower-http's
+//! `ServiceBuilderExt`), so that a common stack reads as a list. A layer that needs configuring
+//! goes in with [`ServiceBuilder::layer`], as any tower layer does: a method that took the built
+//! layer would add nothing but a second way to write the same thing.
 //!
 //! ```
 //! use std::time::Duration;
 //!
+//! use http_body_util::Empty;
 //! use palisade::ServiceBuilderExt;
-//! use palisade::circuit_breaker::CircuitBreakerLayer;
+//! use palisade::retry::RetryBody;
 //! use palisade::timeout::TimeoutLayer;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), palisade::BoxError> {
-//! let svc = ServiceBuilder::new()
-//!     .problems()
-//!     .timeout_layer(TimeoutLayer::new(Duration::from_secs(1))?)
-//!     .circuit_breaker(CircuitBreakerLayer::builder().build()?)
-//!     .service(service_fn(|_req: http::Request<()>| async {
+//! let client = ServiceBuilder::new()
+//!     .client_trace()
+//!     .client_metrics("catalog")
+//!     .retry_layer("catalog")
+//!     .layer(TimeoutLayer::builder(Duration::from_secs(1)).name("catalog").build()?)
+//!     .service(service_fn(|_req: http::Request<RetryBody<Empty<bytes::Bytes>>>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
 //!     }));
-//! assert_eq!(svc.oneshot(http::Request::new(())).await?.status(), 200);
+//! let res = client.oneshot(http::Request::get("http://catalog/v1/products").body(Empty::new())?).await?;
+//! assert_eq!(res.status(), 200);
 //! # Ok(())
 //! # }
 //! ```
@@ -33,68 +40,44 @@ mod sealed {
 
 impl<L> sealed::Sealed for ServiceBuilder<L> {}
 
-/// Adds palisade's layers to [`tower::ServiceBuilder`] by name. Sealed: implemented only for
-/// `ServiceBuilder`.
+/// Adds palisade's layers to [`tower::ServiceBuilder`] by name, built from the arguments. Sealed:
+/// implemented only for `ServiceBuilder`.
+///
+/// Names that tower's own `ServiceBuilder` methods take (`retry`, `timeout`, with tower's features
+/// of those names) are not reused: an inherent method always wins over a trait's, so the call would
+/// silently reach tower's.
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Maps every error below to an RFC 9457 problem response ([`ProblemLayer`]).
     fn problems(self) -> ServiceBuilder<Stack<ProblemLayer, L>>;
 
-    /// Adds a [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer).
-    #[cfg(feature = "circuit-breaker")]
-    fn circuit_breaker<C>(
-        self,
-        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
-
-    /// Adds a [`RetryLayer`](crate::retry::RetryLayer).
+    /// Adds a [`RetryLayer`](crate::retry::RetryLayer) with every default, named `name` (the `name`
+    /// label of its metrics). The inner service must take `http::Request<RetryBody<B>>`
+    /// ([`RetryBody`](crate::retry::RetryBody)). Named so as not to clash with tower's
+    /// `ServiceBuilder::retry`; configure one with `.layer(RetryLayer::builder()…build()?)`.
     #[cfg(feature = "retry")]
-    fn retry<P>(
-        self,
-        layer: crate::retry::RetryLayer<P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<P>, L>>;
+    fn retry_layer(self, name: impl Into<String>) -> ServiceBuilder<Stack<crate::retry::RetryLayer, L>>;
 
-    /// Adds a [`TimeoutLayer`](crate::timeout::TimeoutLayer) (named so as not to clash with
-    /// `ServiceBuilder::timeout`, tower's own).
-    #[cfg(feature = "timeout")]
-    fn timeout_layer(
-        self,
-        layer: crate::timeout::TimeoutLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::TimeoutLayer, L>>;
-
-    /// Adds a [`ServerDeadlineLayer`](crate::timeout::ServerDeadlineLayer).
-    #[cfg(feature = "timeout")]
-    fn server_deadline(
-        self,
-        layer: crate::timeout::ServerDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::ServerDeadlineLayer, L>>;
-
-    /// Adds a [`ClientDeadlineLayer`](crate::timeout::ClientDeadlineLayer).
-    #[cfg(feature = "timeout")]
-    fn client_deadline(
-        self,
-        layer: crate::timeout::ClientDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::ClientDeadlineLayer, L>>;
-
-    /// Adds a [`MetricsLayer`](crate::metrics::MetricsLayer).
+    /// Adds server RED metrics with the defaults ([`ServerMetricsLayer::new`](crate::metrics::ServerMetricsLayer::new)).
     #[cfg(feature = "metrics")]
-    fn metrics<T>(
-        self,
-        layer: crate::metrics::MetricsLayer<T>,
-    ) -> ServiceBuilder<Stack<crate::metrics::MetricsLayer<T>, L>>;
+    fn server_metrics(self) -> ServiceBuilder<Stack<crate::metrics::ServerMetricsLayer, L>>;
 
-    /// Adds the server side of trace propagation ([`ServerTraceLayer`](crate::trace::ServerTraceLayer)).
-    #[cfg(feature = "trace")]
-    fn server_trace(
+    /// Adds client RED metrics for calls to `server_address`
+    /// ([`ClientMetricsLayer::new`](crate::metrics::ClientMetricsLayer::new)).
+    #[cfg(feature = "metrics")]
+    fn client_metrics(
         self,
-        layer: crate::trace::ServerTraceLayer,
-    ) -> ServiceBuilder<Stack<crate::trace::ServerTraceLayer, L>>;
+        server_address: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> ServiceBuilder<Stack<crate::metrics::ClientMetricsLayer, L>>;
 
-    /// Adds the client side of trace propagation ([`ClientTraceLayer`](crate::trace::ClientTraceLayer)).
+    /// Adds the server side of trace propagation with the defaults
+    /// ([`ServerTraceLayer::new`](crate::trace::ServerTraceLayer::new)).
     #[cfg(feature = "trace")]
-    fn client_trace(
-        self,
-        layer: crate::trace::ClientTraceLayer,
-    ) -> ServiceBuilder<Stack<crate::trace::ClientTraceLayer, L>>;
+    fn server_trace(self) -> ServiceBuilder<Stack<crate::trace::ServerTraceLayer, L>>;
+
+    /// Adds the client side of trace propagation with the defaults
+    /// ([`ClientTraceLayer::new`](crate::trace::ClientTraceLayer::new)).
+    #[cfg(feature = "trace")]
+    fn client_trace(self) -> ServiceBuilder<Stack<crate::trace::ClientTraceLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -102,67 +85,31 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(ProblemLayer::new())
     }
 
-    #[cfg(feature = "circuit-breaker")]
-    fn circuit_breaker<C>(
-        self,
-        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
-        self.layer(layer)
-    }
-
     #[cfg(feature = "retry")]
-    fn retry<P>(
-        self,
-        layer: crate::retry::RetryLayer<P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<P>, L>> {
-        self.layer(layer)
-    }
-
-    #[cfg(feature = "timeout")]
-    fn timeout_layer(
-        self,
-        layer: crate::timeout::TimeoutLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::TimeoutLayer, L>> {
-        self.layer(layer)
-    }
-
-    #[cfg(feature = "timeout")]
-    fn server_deadline(
-        self,
-        layer: crate::timeout::ServerDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::ServerDeadlineLayer, L>> {
-        self.layer(layer)
-    }
-
-    #[cfg(feature = "timeout")]
-    fn client_deadline(
-        self,
-        layer: crate::timeout::ClientDeadlineLayer,
-    ) -> ServiceBuilder<Stack<crate::timeout::ClientDeadlineLayer, L>> {
-        self.layer(layer)
+    fn retry_layer(self, name: impl Into<String>) -> ServiceBuilder<Stack<crate::retry::RetryLayer, L>> {
+        self.layer(crate::retry::RetryLayer::builder().name(name).build().expect("the defaults are valid"))
     }
 
     #[cfg(feature = "metrics")]
-    fn metrics<T>(
+    fn server_metrics(self) -> ServiceBuilder<Stack<crate::metrics::ServerMetricsLayer, L>> {
+        self.layer(crate::metrics::ServerMetricsLayer::new())
+    }
+
+    #[cfg(feature = "metrics")]
+    fn client_metrics(
         self,
-        layer: crate::metrics::MetricsLayer<T>,
-    ) -> ServiceBuilder<Stack<crate::metrics::MetricsLayer<T>, L>> {
-        self.layer(layer)
+        server_address: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> ServiceBuilder<Stack<crate::metrics::ClientMetricsLayer, L>> {
+        self.layer(crate::metrics::ClientMetricsLayer::new(server_address))
     }
 
     #[cfg(feature = "trace")]
-    fn server_trace(
-        self,
-        layer: crate::trace::ServerTraceLayer,
-    ) -> ServiceBuilder<Stack<crate::trace::ServerTraceLayer, L>> {
-        self.layer(layer)
+    fn server_trace(self) -> ServiceBuilder<Stack<crate::trace::ServerTraceLayer, L>> {
+        self.layer(crate::trace::ServerTraceLayer::new())
     }
 
     #[cfg(feature = "trace")]
-    fn client_trace(
-        self,
-        layer: crate::trace::ClientTraceLayer,
-    ) -> ServiceBuilder<Stack<crate::trace::ClientTraceLayer, L>> {
-        self.layer(layer)
+    fn client_trace(self) -> ServiceBuilder<Stack<crate::trace::ClientTraceLayer, L>> {
+        self.layer(crate::trace::ClientTraceLayer::new())
     }
 }

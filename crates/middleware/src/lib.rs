@@ -8,6 +8,7 @@ mod builder;
 pub mod classify;
 mod config_error;
 pub mod deadline;
+mod metric_handles;
 pub mod metric_names;
 pub mod problem;
 

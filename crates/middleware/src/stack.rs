@@ -74,7 +74,7 @@ use tower::Layer;
 use crate::InvalidConfig;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use crate::load_shed::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_AFTER, LoadShed, LoadShedLayer};
-use crate::metrics::{DefaultRoute, Metrics, MetricsLayer};
+use crate::metrics::{ClientMetricsLayer, DefaultRoute, Metrics, ServerMetricsLayer};
 use crate::problem::{ProblemLayer, Problems};
 use crate::retry::{Retry, RetryLayer};
 use crate::timeout::{
@@ -96,7 +96,7 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct ServerStack {
     trace: ServerTraceLayer,
-    metrics: MetricsLayer,
+    metrics: ServerMetricsLayer,
     load_shed: LoadShedLayer,
     deadline: ServerDeadlineLayer,
     timeout: TimeoutLayer,
@@ -111,7 +111,7 @@ impl ServerStack {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after: DEFAULT_RETRY_AFTER,
             trace: ServerTraceLayer::new(),
-            metrics: MetricsLayer::server(),
+            metrics: ServerMetricsLayer::new(),
             deadline: ServerDeadlineLayer::new(),
         }
     }
@@ -147,7 +147,7 @@ pub struct ServerStackBuilder {
     max_in_flight: usize,
     retry_after: Duration,
     trace: ServerTraceLayer,
-    metrics: MetricsLayer,
+    metrics: ServerMetricsLayer,
     deadline: ServerDeadlineLayer,
 }
 
@@ -186,8 +186,8 @@ impl ServerStackBuilder {
         self
     }
 
-    /// The metrics layer (default [`MetricsLayer::server`]).
-    pub fn metrics(mut self, metrics: MetricsLayer) -> Self {
+    /// The metrics layer (default [`ServerMetricsLayer::new`]).
+    pub fn metrics(mut self, metrics: ServerMetricsLayer) -> Self {
         self.metrics = metrics;
         self
     }
@@ -227,7 +227,7 @@ pub struct ClientStack {
     retry: RetryLayer,
     breaker: CircuitBreakerLayer,
     trace: ClientTraceLayer,
-    metrics: MetricsLayer<()>,
+    metrics: ClientMetricsLayer,
     attempt_deadline: ClientDeadlineLayer,
     attempt_timeout: TimeoutLayer,
 }
@@ -337,7 +337,7 @@ impl ClientStackBuilder {
             retry,
             breaker,
             trace: self.trace,
-            metrics: MetricsLayer::client(peer),
+            metrics: ClientMetricsLayer::new(peer),
             attempt_deadline,
             attempt_timeout,
         })

@@ -236,7 +236,7 @@ pub async fn peer_breaker_error(
 /// after routing, so metrics and the span see the route template).
 pub fn palisade_stack(trace_level: tracing::Level) -> axum::Router {
     let stack = palisade::stack::ServerStack::builder()
-        .trace(palisade::trace::ServerTraceLayer::new().level(trace_level))
+        .trace(palisade::trace::ServerTraceLayer::builder().level(trace_level).build().expect("valid"))
         .build()
         .expect("valid palisade server stack");
     router().layer(stack)

@@ -53,13 +53,16 @@ where
 pub(crate) struct InFlight {
     series: Arc<Series>,
     start: Instant,
+    /// Whether the gauge went up: not while no recorder is installed, and then it must not go down
+    /// either (the recorder may arrive before the call ends).
+    counted: bool,
 }
 
 impl InFlight {
     #[inline]
     pub(crate) fn start(series: Arc<Series>) -> Self {
-        series.active.increment(1.0);
-        Self { series, start: Instant::now() }
+        let counted = series.active.try_get().map(|gauge| gauge.increment(1.0)).is_some();
+        Self { series, start: Instant::now(), counted }
     }
 
     /// Records the duration of a finished call (`status` is `None` for an error), then releases the
@@ -73,6 +76,8 @@ impl InFlight {
 impl Drop for InFlight {
     #[inline]
     fn drop(&mut self) {
-        self.series.active.decrement(1.0);
+        if self.counted {
+            self.series.active.get().decrement(1.0);
+        }
     }
 }

@@ -5,87 +5,149 @@ use tower::Layer;
 
 use super::{
     DefaultRoute, Metrics, UriHost,
-    series::{CLIENT, SERVER, Shared, Side},
+    series::{CLIENT, SERVER, Shared},
 };
 use crate::InvalidConfig;
 
 /// Default cap on distinct target label values (routes or peers) per layer, see
-/// [`MetricsLayer::max_targets`].
+/// [`ServerMetricsLayerBuilder::max_targets`].
 pub const DEFAULT_MAX_TARGETS: usize = 256;
 
-/// Largest accepted [`MetricsLayer::max_targets`].
+/// Largest accepted `max_targets`.
 const MAX_MAX_TARGETS: usize = 1 << 16;
 
-/// Applies [`Metrics`] to services: RED metrics for a server (per route template) or a client (per peer).
+/// Applies [`Metrics`] to a server: `http_server_*` series per route template.
 ///
+/// [`ServerMetricsLayer::new`] takes the defaults; [`ServerMetricsLayer::builder`] lists the settings.
 /// Every service the layer produces, and every clone of them, shares one handle cache.
 #[derive(Clone, Debug)]
-pub struct MetricsLayer<T = DefaultRoute> {
+pub struct ServerMetricsLayer<T = DefaultRoute> {
     shared: Arc<Shared>,
-    side: &'static Side,
-    fixed: Option<SharedString>,
-    max_targets: usize,
     target: T,
 }
 
-impl MetricsLayer<DefaultRoute> {
-    /// Server metrics (`http_server_*`), labelled with the route template found by [`DefaultRoute`]
-    /// (axum's `MatchedPath` with the `axum` feature). Replace it with [`target`](Self::target).
-    pub fn server() -> Self {
-        Self::build(&SERVER, None, DEFAULT_MAX_TARGETS, DefaultRoute)
+/// Applies [`Metrics`] to a client: `http_client_*` series per downstream peer.
+///
+/// [`ClientMetricsLayer::new`] names the one downstream the client calls (the usual case: no lookup
+/// per call); [`ClientMetricsLayer::builder`] labels each call by a [`Target`](super::Target) strategy
+/// instead, the URI host by default. Every service the layer produces, and every clone of them, shares
+/// one handle cache.
+///
+/// A layer with a fixed peer name has no target to replace, so asking for one does not compile
+/// (before, the strategy was accepted and silently ignored):
+///
+/// ```compile_fail
+/// use palisade::metrics::{ClientMetricsLayer, UriHost};
+///
+/// let layer = ClientMetricsLayer::new("payments").target(UriHost);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientMetricsLayer<T = ()> {
+    shared: Arc<Shared>,
+    target: T,
+}
+
+impl ServerMetricsLayer {
+    /// Server metrics with the defaults listed on [`ServerMetricsLayerBuilder`].
+    pub fn new() -> Self {
+        Self::builder().build().expect("the defaults are valid")
+    }
+
+    /// A builder, starting from the defaults.
+    pub const fn builder() -> ServerMetricsLayerBuilder {
+        ServerMetricsLayerBuilder { target: DefaultRoute, max_targets: DEFAULT_MAX_TARGETS }
     }
 }
 
-impl MetricsLayer<()> {
-    /// Client metrics (`http_client_*`) for calls to one downstream, labelled
-    /// `server_address = server_address` (for example `"payments"`): exactly one peer series set, no
-    /// lookup per call.
-    pub fn client(server_address: impl Into<Cow<'static, str>>) -> Self {
+impl Default for ServerMetricsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientMetricsLayer<()> {
+    /// Client metrics for calls to one downstream, labelled `server_address = server_address` (for
+    /// example `"payments"`): exactly one peer series set, no lookup per call.
+    pub fn new(server_address: impl Into<Cow<'static, str>>) -> Self {
         let name = SharedString::from(server_address.into());
-        Self::build(&CLIENT, Some(name), DEFAULT_MAX_TARGETS, ())
+        Self { shared: Arc::new(Shared::new(&CLIENT, Some(name), 0)), target: () }
     }
 }
 
-impl MetricsLayer<UriHost> {
-    /// Client metrics (`http_client_*`) labelled with each request's URI host. One series set per
-    /// distinct host, up to [`max_targets`](Self::max_targets): prefer [`client`](MetricsLayer::client)
-    /// with a fixed name when the layer serves one downstream.
-    pub fn client_by_host() -> Self {
-        Self::build(&CLIENT, None, DEFAULT_MAX_TARGETS, UriHost)
+impl ClientMetricsLayer<UriHost> {
+    /// A builder for client metrics labelled per call, with the defaults listed on
+    /// [`ClientMetricsLayerBuilder`]: one series set per distinct peer, so prefer
+    /// [`new`](ClientMetricsLayer::new) with a fixed name when the client calls one downstream.
+    pub const fn builder() -> ClientMetricsLayerBuilder<UriHost> {
+        ClientMetricsLayerBuilder { target: UriHost, max_targets: DEFAULT_MAX_TARGETS }
     }
 }
 
-impl<T> MetricsLayer<T> {
-    fn build(side: &'static Side, fixed: Option<SharedString>, max_targets: usize, target: T) -> Self {
-        let shared = Arc::new(Shared::new(side, fixed.clone(), max_targets));
-        Self { shared, side, fixed, max_targets, target }
-    }
+/// Configures a [`ServerMetricsLayer`]. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`target`](Self::target) | [`DefaultRoute`]: axum's `MatchedPath` with the `axum` feature |
+/// | [`max_targets`](Self::max_targets) | [`DEFAULT_MAX_TARGETS`] |
+#[derive(Clone, Debug)]
+pub struct ServerMetricsLayerBuilder<T = DefaultRoute> {
+    target: T,
+    max_targets: usize,
+}
 
-    /// Replaces the strategy that finds each request's target label (the route template on a server,
-    /// the peer on a client): any [`Target`](super::Target), including a closure
-    /// `Fn(&Request<B>) -> Option<&str>`. Ignored by a [`client`](MetricsLayer::client) layer with a
-    /// fixed peer name. Default: [`DefaultRoute`] on a server, [`UriHost`] for
-    /// [`client_by_host`](MetricsLayer::client_by_host).
-    pub fn target<U>(self, target: U) -> MetricsLayer<U> {
-        MetricsLayer::build(self.side, self.fixed, self.max_targets, target)
-    }
+/// Configures a [`ClientMetricsLayer`] that labels each call by its target. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`target`](Self::target) | [`UriHost`]: the request URI's host |
+/// | [`max_targets`](Self::max_targets) | [`DEFAULT_MAX_TARGETS`] |
+#[derive(Clone, Debug)]
+pub struct ClientMetricsLayerBuilder<T = UriHost> {
+    target: T,
+    max_targets: usize,
+}
 
-    /// Caps the number of distinct target label values this layer records (default
-    /// [`DEFAULT_MAX_TARGETS`]); further values are recorded as
-    /// [`OTHER`](crate::metric_names::OTHER), so a target strategy that leaks raw paths cannot grow
-    /// the series (or this layer's memory) without bound. Must be in `1..=65536`.
-    pub fn max_targets(self, max: usize) -> Result<Self, InvalidConfig> {
-        if max == 0 || max > MAX_MAX_TARGETS {
-            return Err(InvalidConfig::new("max_targets", format!("{max} is not in 1..={MAX_MAX_TARGETS}")));
+/// The settings both builders share, written once.
+macro_rules! target_settings {
+    ($builder:ident, $layer:ident, $side:expr, $what:literal) => {
+        impl<T> $builder<T> {
+            #[doc = concat!("Replaces the strategy that finds each request's ", $what, " label: any")]
+            /// [`Target`](super::Target), including a closure `Fn(&Request<B>) -> Option<&str>` (see
+            /// [`target_fn`](super::target_fn)).
+            pub fn target<U>(self, target: U) -> $builder<U> {
+                $builder { target, max_targets: self.max_targets }
+            }
+
+            /// Caps the number of distinct target label values this layer records (default
+            /// [`DEFAULT_MAX_TARGETS`]); further values are recorded as
+            /// [`OTHER`](crate::metric_names::OTHER), so a target strategy that leaks raw paths cannot
+            /// grow the series (or this layer's memory) without bound. `build()` checks it is in
+            /// `1..=65536`.
+            pub fn max_targets(mut self, max: usize) -> Self {
+                self.max_targets = max;
+                self
+            }
+
+            /// Checks the settings and builds the layer.
+            pub fn build(self) -> Result<$layer<T>, InvalidConfig> {
+                let max = self.max_targets;
+                if max == 0 || max > MAX_MAX_TARGETS {
+                    let reason = format!("{max} is not in 1..={MAX_MAX_TARGETS}");
+                    return Err(InvalidConfig::new("max_targets", reason));
+                }
+                Ok($layer { shared: Arc::new(Shared::new($side, None, max)), target: self.target })
+            }
         }
-        Ok(Self::build(self.side, self.fixed, max, self.target))
-    }
+
+        impl<S, T: Clone> Layer<S> for $layer<T> {
+            type Service = Metrics<S, T>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                Metrics::new(inner, Arc::clone(&self.shared), self.target.clone())
+            }
+        }
+    };
 }
 
-impl<S, T: Clone> Layer<S> for MetricsLayer<T> {
-    type Service = Metrics<S, T>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Metrics { inner, shared: Arc::clone(&self.shared), target: self.target.clone() }
-    }
-}
+target_settings!(ServerMetricsLayerBuilder, ServerMetricsLayer, &SERVER, "route template");
+target_settings!(ClientMetricsLayerBuilder, ClientMetricsLayer, &CLIENT, "peer");

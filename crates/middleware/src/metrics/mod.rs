@@ -2,9 +2,9 @@
 //!
 //! | side | metric | labels |
 //! |---|---|---|
-//! | [`MetricsLayer::server`] | `http_server_request_duration_seconds` (histogram) | `http_request_method`, `http_route`, `http_response_status_code` |
+//! | [`ServerMetricsLayer`] | `http_server_request_duration_seconds` (histogram) | `http_request_method`, `http_route`, `http_response_status_code` |
 //! | | `http_server_active_requests` (gauge) | `http_request_method`, `http_route` |
-//! | [`MetricsLayer::client`] | `http_client_request_duration_seconds` (histogram) | `http_request_method`, `server_address`, `http_response_status_code` |
+//! | [`ClientMetricsLayer`] | `http_client_request_duration_seconds` (histogram) | `http_request_method`, `server_address`, `http_response_status_code` |
 //! | | `http_client_active_requests` (gauge) | `http_request_method`, `server_address` |
 //!
 //! The histogram's count is the request rate, its series with a 5xx (or `error`) status the error
@@ -16,8 +16,13 @@
 //!   `Infallible`).
 //! - `http_route`: the route template, found by a [`Target`] strategy, [`DefaultRoute`] by default;
 //!   never the raw path. No template → `unmatched`.
-//! - `server_address`: the peer name given to [`MetricsLayer::client`], or the URI host with
-//!   [`MetricsLayer::client_by_host`] (one series set per host: mind the cardinality).
+//! - `server_address`: the peer name given to [`ClientMetricsLayer::new`], or the URI host (or any
+//!   [`Target`]) with [`ClientMetricsLayer::builder`] (one series set per host: mind the cardinality).
+//!
+//! Status and error labels are the plain facts of each call, not the shared
+//! [classifier](crate::classify)'s verdict: dashboards compute error rates from the status (5xx,
+//! `error`), and whether a 429 is the caller's fault or the dependency's is for the breaker and the
+//! retry to decide.
 //!
 //! The gauge goes up when the call starts and down when the response future completes *or is dropped*
 //! (a cancelled request). A dropped call records no duration.
@@ -27,7 +32,7 @@
 //! ```
 //! use http::{Request, Response};
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-//! use palisade::metrics::{MetricsLayer, target_fn};
+//! use palisade::metrics::{ServerMetricsLayer, target_fn};
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! let recorder = DebuggingRecorder::new();
@@ -42,8 +47,10 @@
 //!             Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!         });
 //!         // Without axum, say how to find the route template.
-//!         let layer = MetricsLayer::server()
-//!             .target(target_fn(|_req: &Request<String>| Some("/v1/products/{id}")));
+//!         let layer = ServerMetricsLayer::builder()
+//!             .target(target_fn(|_req: &Request<String>| Some("/v1/products/{id}")))
+//!             .build()
+//!             .unwrap();
 //!         let req = Request::get("/v1/products/42").body(String::new()).unwrap();
 //!         let res = layer.layer(handler).oneshot(req).await.unwrap();
 //!         assert_eq!(res.status(), 200);
@@ -65,7 +72,7 @@
 //! With the `axum` feature, [`DefaultRoute`] reads the template from axum's `MatchedPath` request
 //! extension, which axum sets when it routes a request. So the layer must run *after* routing:
 //!
-//! - `Router::layer(MetricsLayer::server())` (recommended): wraps every route and the fallback. Matched
+//! - `Router::layer(ServerMetricsLayer::new())` (recommended): wraps every route and the fallback. Matched
 //!   requests get their template (`/v1/products/{id}` for `/v1/products/42`); requests that match no
 //!   route reach the fallback without `MatchedPath` and are recorded as `unmatched`, so probing
 //!   random paths adds no series.
@@ -75,11 +82,11 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use palisade::metrics::MetricsLayer;
+//! use palisade::metrics::ServerMetricsLayer;
 //!
 //! let app: Router = Router::new()
 //!     .route("/v1/products/{id}", get(|| async { "product" }))
-//!     .layer(MetricsLayer::server());
+//!     .layer(ServerMetricsLayer::new());
 //! ```
 //!
 //! # Histogram buckets and the Prometheus exporter
@@ -91,7 +98,7 @@
 //!
 //! ```
 //! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-//! use palisade::metrics::{DURATION_BUCKETS, MetricsLayer};
+//! use palisade::metrics::{ClientMetricsLayer, DURATION_BUCKETS};
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! let recorder = PrometheusBuilder::new()
@@ -99,11 +106,11 @@
 //!     .unwrap()
 //!     .build_recorder();
 //! let handle = recorder.handle();
-//! // In an application: `metrics::set_global_recorder(recorder)` (or `PrometheusBuilder::install_recorder`)
-//! // *before* building the layers' first requests, and serve `handle.render()` on `/metrics`.
+//! // In an application: `metrics::set_global_recorder(recorder)` (or `PrometheusBuilder::install_recorder`),
+//! // before or after building the layers, and serve `handle.render()` on `/metrics`.
 //! # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! metrics::with_local_recorder(&recorder, || runtime.block_on(async {
-//!     let client = MetricsLayer::client("payments").layer(service_fn(|_req: http::Request<()>| async {
+//!     let client = ClientMetricsLayer::new("payments").layer(service_fn(|_req: http::Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(()))
 //!     }));
 //!     client.oneshot(http::Request::post("http://payments/v1/payments").body(()).unwrap()).await.unwrap();
@@ -112,11 +119,13 @@
 //! assert!(text.contains(r#"http_client_request_duration_seconds_bucket{http_request_method="POST",server_address="payments",http_response_status_code="200",le="0.005"} 1"#));
 //! ```
 //!
-//! # Install the recorder before serving
+//! # When the recorder is installed
 //!
-//! Each handle is resolved once, on the first request of its label combination, from the recorder that
-//! is current at that moment (the global one, or a thread-local one in tests), and then kept for the
-//! layer's lifetime. A recorder installed after traffic started is never seen by those handles.
+//! Each handle is registered on the first request of its label combination that finds a recorder
+//! current (the global one, or a thread-local one in tests), and then kept for the layer's lifetime.
+//! So a layer may be built, and even serve, before `main` installs its recorder: calls made while
+//! there is none are not recorded (as with the no-op recorder), the ones after are. The same holds for
+//! the retry and timeout layers' counters.
 //!
 //! # Cost model
 //!
@@ -130,7 +139,7 @@
 //! ones (200, 201, 204, 3xx redirects, the usual 4xx and 5xx) find their histogram under a mutex.
 //!
 //! Cardinality is bounded: 10 method values × observed status codes × targets, where targets are
-//! capped by [`MetricsLayer::max_targets`] (default [`DEFAULT_MAX_TARGETS`]); values past the cap are
+//! capped by [`ServerMetricsLayerBuilder::max_targets`] (default [`DEFAULT_MAX_TARGETS`]); values past the cap are
 //! recorded as `_OTHER`.
 
 mod layer;
@@ -152,7 +161,10 @@ use self::{
     series::Shared,
 };
 pub use self::{
-    layer::{DEFAULT_MAX_TARGETS, MetricsLayer},
+    layer::{
+        ClientMetricsLayer, ClientMetricsLayerBuilder, DEFAULT_MAX_TARGETS, ServerMetricsLayer,
+        ServerMetricsLayerBuilder,
+    },
     target::{DefaultRoute, Target, UriHost, target_fn},
 };
 
@@ -162,8 +174,8 @@ pub use self::{
 pub const DURATION_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
-/// Records RED metrics for the calls to an inner service. Built by [`MetricsLayer`]; clones share the
-/// layer's handle cache.
+/// Records RED metrics for the calls to an inner service. Built by [`ServerMetricsLayer`] or
+/// [`ClientMetricsLayer`]; clones share the layer's handle cache.
 #[derive(Clone, Debug)]
 pub struct Metrics<S, T = DefaultRoute> {
     inner: S,
@@ -172,6 +184,12 @@ pub struct Metrics<S, T = DefaultRoute> {
 }
 
 inner_accessors!(Metrics, T);
+
+impl<S, T> Metrics<S, T> {
+    pub(crate) const fn new(inner: S, shared: Arc<Shared>, target: T) -> Self {
+        Self { inner, shared, target }
+    }
+}
 
 impl<S, T, B, ResBody> Service<Request<B>> for Metrics<S, T>
 where

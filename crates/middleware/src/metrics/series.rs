@@ -7,12 +7,15 @@
 //! - the status is an index into a fixed array of lazily resolved histograms for common codes.
 //!
 //! Only the first request of a new combination takes a mutex, allocates, and asks the recorder for a
-//! handle.
+//! handle. Handles are registered by [`metric_handles`](crate::metric_handles): with the first
+//! recorder installed, even if requests came before it.
 
-use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use ::metrics::{Gauge, Histogram, SharedString, Unit};
+use ::metrics::{Histogram, Key, Label, SharedString, Unit};
 use http::Method;
+
+use crate::metric_handles::{self, Description, LazyGauge};
 
 use crate::metric_names::{
     ERROR_STATUS, HTTP_CLIENT_ACTIVE_REQUESTS, HTTP_CLIENT_REQUEST_DURATION, HTTP_SERVER_ACTIVE_REQUESTS,
@@ -113,7 +116,7 @@ pub(crate) struct Series {
     side: &'static Side,
     method: &'static str,
     target: SharedString,
-    pub(crate) active: Gauge,
+    pub(crate) active: LazyGauge,
     common: [OnceLock<Histogram>; COMMON_STATUSES.len()],
     error: OnceLock<Histogram>,
     rare: Mutex<Vec<(u16, Histogram)>>,
@@ -130,8 +133,9 @@ impl std::fmt::Debug for Series {
 
 impl Series {
     fn new(side: &'static Side, method: &'static str, target: SharedString) -> Self {
-        let active =
-            ::metrics::gauge!(side.active, LABEL_METHOD => method, side.target_label => target.clone());
+        let labels = vec![Label::new(LABEL_METHOD, method), Label::new(side.target_label, target.clone())];
+        let help = Description { unit: Unit::Count, help: side.active_help };
+        let active = LazyGauge::described(side.active, labels, help);
         Self {
             side,
             method,
@@ -143,32 +147,42 @@ impl Series {
         }
     }
 
-    fn resolve(&self, status: &'static str) -> Histogram {
-        ::metrics::histogram!(
-            self.side.duration,
-            LABEL_METHOD => self.method,
-            self.side.target_label => self.target.clone(),
-            crate::metric_names::LABEL_STATUS => status,
-        )
+    fn key(&self, status: &'static str) -> Key {
+        let labels = vec![
+            Label::new(LABEL_METHOD, self.method),
+            Label::new(self.side.target_label, self.target.clone()),
+            Label::new(crate::metric_names::LABEL_STATUS, status),
+        ];
+        Key::from_parts(self.side.duration, labels)
+    }
+
+    /// The histogram in `slot`, registered if a recorder is installed (else the call is not recorded).
+    #[inline]
+    fn histogram<'a>(&self, slot: &'a OnceLock<Histogram>, status: &'static str) -> Option<&'a Histogram> {
+        let help = Description { unit: Unit::Seconds, help: self.side.duration_help };
+        metric_handles::resolve(slot, || self.key(status), Some(&help))
     }
 
     /// Records one finished call: `status` is `None` when the inner service returned an error.
     pub(crate) fn record(&self, status: Option<u16>, seconds: f64) {
         let Some(code) = status else {
-            self.error.get_or_init(|| self.resolve(ERROR_STATUS)).record(seconds);
+            if let Some(histogram) = self.histogram(&self.error, ERROR_STATUS) {
+                histogram.record(seconds);
+            }
             return;
         };
         if let Some(slot) = status_slot(code) {
-            self.common[slot].get_or_init(|| self.resolve(status_label(code))).record(seconds);
+            if let Some(histogram) = self.histogram(&self.common[slot], status_label(code)) {
+                histogram.record(seconds);
+            }
             return;
         }
         let mut rare = self.rare.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, histogram)) = rare.iter().find(|(c, _)| *c == code) {
             histogram.record(seconds);
-        } else {
-            let histogram = self.resolve(status_label(code));
+        } else if let Some(histogram) = self.histogram(&OnceLock::new(), status_label(code)) {
             histogram.record(seconds);
-            rare.push((code, histogram));
+            rare.push((code, histogram.clone()));
         }
     }
 }
@@ -187,10 +201,8 @@ impl Entry {
 
     #[inline]
     fn series(&self, shared: &Shared, method: usize) -> &Arc<Series> {
-        self.methods[method].get_or_init(|| {
-            shared.describe();
-            Arc::new(Series::new(shared.side, METHOD_LABELS[method], self.label.clone()))
-        })
+        self.methods[method]
+            .get_or_init(|| Arc::new(Series::new(shared.side, METHOD_LABELS[method], self.label.clone())))
     }
 }
 
@@ -276,7 +288,6 @@ pub(crate) struct Shared {
     /// The table is full.
     overflow: Entry,
     table: Table,
-    described: Once,
 }
 
 impl Shared {
@@ -288,7 +299,6 @@ impl Shared {
             none: Entry::new(SharedString::const_str(side.none_label)),
             overflow: Entry::new(SharedString::const_str(OTHER)),
             table: Table::new(table_max),
-            described: Once::new(),
         }
     }
 
@@ -305,14 +315,6 @@ impl Shared {
             (None, Some(target)) => self.table.get_or_insert(target).unwrap_or(&self.overflow),
         };
         Arc::clone(entry.series(self, method_index(method)))
-    }
-
-    /// Units and help texts, sent to the recorder current when the first series is created.
-    fn describe(&self) {
-        self.described.call_once(|| {
-            ::metrics::describe_histogram!(self.side.duration, Unit::Seconds, self.side.duration_help);
-            ::metrics::describe_gauge!(self.side.active, Unit::Count, self.side.active_help);
-        });
     }
 }
 

@@ -9,7 +9,7 @@ use http::Request;
 /// never the raw path: each distinct value creates new series. `None` is recorded as
 /// [`UNMATCHED_ROUTE`](crate::metric_names::UNMATCHED_ROUTE) on a server and
 /// [`OTHER`](crate::metric_names::OTHER) on a client. Past the layer's
-/// [`max_targets`](super::MetricsLayer::max_targets) distinct values, new values are recorded as
+/// [`max_targets`](super::ServerMetricsLayerBuilder::max_targets) distinct values, new values are recorded as
 /// [`OTHER`](crate::metric_names::OTHER).
 ///
 /// Implemented by [`DefaultRoute`], [`UriHost`], `()` (always `None`), and every
@@ -17,7 +17,7 @@ use http::Request;
 ///
 /// ```
 /// use http::Request;
-/// use palisade::metrics::MetricsLayer;
+/// use palisade::metrics::ServerMetricsLayer;
 ///
 /// // A plain hyper service that knows its own routes.
 /// fn route(req: &Request<String>) -> Option<&str> {
@@ -27,8 +27,9 @@ use http::Request;
 ///         _ => None,
 ///     }
 /// }
-/// let layer = MetricsLayer::server().target(route);
+/// let layer = ServerMetricsLayer::builder().target(route).build()?;
 /// # let _ = layer;
+/// # Ok::<(), palisade::InvalidConfig>(())
 /// ```
 pub trait Target<B> {
     /// The target label of `request`, or `None` if it has none.
@@ -36,21 +37,23 @@ pub trait Target<B> {
 }
 
 /// Returns `f` unchanged, as a [`Target`]: lets the compiler see that a closure's returned `&str`
-/// borrows from the request (a bare closure passed to [`MetricsLayer::target`](super::MetricsLayer::target)
+/// borrows from the request (a bare closure passed to
+/// [`target`](super::ServerMetricsLayerBuilder::target)
 /// gets an unrelated lifetime and does not implement [`Target`]). Like `tower::service_fn`.
 ///
 /// ```
 /// use http::Request;
-/// use palisade::metrics::{MetricsLayer, target_fn};
+/// use palisade::metrics::{ServerMetricsLayer, target_fn};
 ///
 /// // Route templates stored by an upstream router in a request extension.
 /// #[derive(Clone)]
 /// struct RouteTemplate(std::sync::Arc<str>);
 ///
-/// let layer = MetricsLayer::server().target(target_fn(|req: &Request<()>| {
-///     req.extensions().get::<RouteTemplate>().map(|t| &*t.0)
-/// }));
+/// let layer = ServerMetricsLayer::builder()
+///     .target(target_fn(|req: &Request<()>| req.extensions().get::<RouteTemplate>().map(|t| &*t.0)))
+///     .build()?;
 /// # let _ = layer;
+/// # Ok::<(), palisade::InvalidConfig>(())
 /// ```
 pub fn target_fn<B, F>(f: F) -> F
 where
@@ -79,7 +82,7 @@ where
 /// The default server target: with the `axum` feature, the route template axum stored in the request's
 /// `MatchedPath` extension; without it (or when the extension is absent), `None`, recorded as
 /// [`UNMATCHED_ROUTE`](crate::metric_names::UNMATCHED_ROUTE). Without axum, set your own with
-/// [`MetricsLayer::target`](super::MetricsLayer::target).
+/// [`ServerMetricsLayerBuilder::target`](super::ServerMetricsLayerBuilder::target).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultRoute;
 

@@ -22,6 +22,7 @@ const SHARDS: usize = 8;
 /// Over a sliding `window` (in 10 buckets), retries allowed = `ratio` × requests in the window
 /// + `min_per_sec` × the window's seconds (a floor, so that a service with little traffic can still
 ///   retry). Every retry withdraws one; both deposits and withdrawals expire as the window slides.
+///   Requests count in the bucket they were made in, whether or not a retry was asked for since.
 ///   When the budget is exhausted the layer returns the last failure as it was (no error of its own)
 ///   and counts it in [`RETRY_BUDGET_EXHAUSTED`](crate::metric_names::RETRY_BUDGET_EXHAUSTED).
 ///
@@ -89,31 +90,33 @@ impl Budget {
     }
 }
 
-/// A deposit counter on its own cache line.
+/// One thread's deposit counters, one per bucket of the window, on their own cache line. Each slot
+/// packs the bucket number it counts for (high 32 bits, wrapping) and its count (low 32 bits), so a
+/// slot reused for a newer bucket restarts from zero in the same atomic step.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(AtomicU64);
+struct Shard([AtomicU64; BUCKETS]);
 
-/// The live budget. Deposits (one per request, the hot path) are a relaxed add on a per-thread shard
-/// and read no clock. The window slides lazily, under a mutex, only when a retry asks to withdraw.
+/// The live budget. A deposit (one per request, the hot path) reads the clock and adds one to its
+/// thread's slot for the current bucket: lock-free, and counted in the bucket it happened in, so that a
+/// long healthy period leaves the whole window's deposits in the budget. Withdrawals (one per retry)
+/// take a mutex.
 #[derive(Debug)]
 pub(crate) struct BudgetState {
     deposit_units: i64,
     reserve: i64,
-    bucket_nanos: u128,
+    bucket_nanos: u64,
     origin: Instant,
-    pending: [Shard; SHARDS],
-    window: Mutex<Window>,
+    deposits: [Shard; SHARDS],
+    withdrawn: Mutex<Withdrawals>,
 }
 
+/// Retries made per bucket, indexed by bucket number modulo `BUCKETS`.
 #[derive(Debug)]
-struct Window {
-    /// Net units (deposits minus withdrawals) per bucket, indexed by bucket number modulo `BUCKETS`.
+struct Withdrawals {
     slots: [i64; BUCKETS],
     /// The newest bucket number in `slots`.
     current: u64,
-    /// The bucket number when `pending` was last drained.
-    drained: u64,
 }
 
 impl BudgetState {
@@ -121,18 +124,35 @@ impl BudgetState {
         Self {
             deposit_units: (limits.ratio * UNIT as f64).round() as i64,
             reserve: i64::from(limits.min_per_sec) * limits.window.as_millis() as i64,
-            bucket_nanos: (limits.window.as_nanos() / BUCKETS as u128).max(1),
+            // At most 6 s (a 60 s window in 10 buckets): fits u64 nanoseconds.
+            bucket_nanos: ((limits.window.as_nanos() / BUCKETS as u128) as u64).max(1),
             origin: Instant::now(),
-            pending: Default::default(),
-            window: Mutex::new(Window { slots: [0; BUCKETS], current: 0, drained: 0 }),
+            deposits: Default::default(),
+            withdrawn: Mutex::new(Withdrawals { slots: [0; BUCKETS], current: 0 }),
         }
     }
 
-    /// Records one request.
+    /// Records one request, in the bucket of now.
     #[inline]
     pub(crate) fn deposit(&self) {
-        if self.deposit_units != 0 {
-            self.pending[shard()].0.fetch_add(1, Ordering::Relaxed);
+        if self.deposit_units == 0 {
+            return;
+        }
+        let bucket = self.bucket_of(Instant::now()) as u32; // wraps: only the last BUCKETS matter
+        let slot = &self.deposits[shard()].0[bucket as usize % BUCKETS];
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let next = if (current >> 32) as u32 == bucket {
+                // A count that reached u32::MAX in one bucket stays there rather than carry.
+                current + u64::from(current as u32 != u32::MAX)
+            } else {
+                (u64::from(bucket) << 32) | 1
+            };
+            // Uncontended but for the rare thread sharing this shard: one compare-exchange.
+            match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
         }
     }
 
@@ -140,26 +160,37 @@ impl BudgetState {
     pub(crate) fn withdraw(&self) -> bool {
         let now = self.bucket_of(Instant::now());
         // A poisoned lock only means another thread panicked mid-update; the window is still usable.
-        let mut w = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = self.withdrawn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.advance(now);
-        let requests: u64 = self.pending.iter().map(|s| s.0.swap(0, Ordering::Relaxed)).sum();
-        let units = i64::try_from(requests).unwrap_or(i64::MAX).saturating_mul(self.deposit_units);
-        w.spread(units, now);
-        let balance = w.slots.iter().fold(self.reserve, |sum, s| sum.saturating_add(*s));
-        if balance >= UNIT {
-            w.slots[now as usize % BUCKETS] -= UNIT;
+        let requests = self.requests_in_window(now);
+        let deposited = i64::try_from(requests).unwrap_or(i64::MAX).saturating_mul(self.deposit_units);
+        let spent = w.slots.iter().sum::<i64>().saturating_mul(UNIT);
+        if self.reserve.saturating_add(deposited).saturating_sub(spent) >= UNIT {
+            w.slots[now as usize % BUCKETS] += 1;
             true
         } else {
             false
         }
     }
 
+    /// Requests deposited in the window that ends with bucket `now`.
+    fn requests_in_window(&self, now: u64) -> u64 {
+        let now = now as u32;
+        let shards = self.deposits.iter().flat_map(|shard| shard.0.iter());
+        shards
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|packed| now.wrapping_sub((packed >> 32) as u32) < BUCKETS as u32)
+            .map(|packed| u64::from(packed as u32))
+            .sum()
+    }
+
     fn bucket_of(&self, now: Instant) -> u64 {
-        (now.saturating_duration_since(self.origin).as_nanos() / self.bucket_nanos) as u64
+        // u64 nanoseconds (584 years): a u128 division would cost more than the clock read.
+        now.saturating_duration_since(self.origin).as_nanos() as u64 / self.bucket_nanos
     }
 }
 
-impl Window {
+impl Withdrawals {
     /// Slides the window to bucket `now`, clearing the buckets that fell out of it.
     fn advance(&mut self, now: u64) {
         let stale = now.saturating_sub(self.current).min(BUCKETS as u64);
@@ -167,26 +198,6 @@ impl Window {
             self.slots[b as usize % BUCKETS] = 0;
         }
         self.current = self.current.max(now);
-    }
-
-    /// Adds the `units` deposited since the last drain. Their times are unknown (deposits read no clock),
-    /// so they are taken as spread evenly from the last drain to `now`: the share that falls before the
-    /// window is dropped, the rest is spread over the buckets it covers. Under a retry storm withdrawals
-    /// are frequent, so this is exact where it matters.
-    fn spread(&mut self, units: i64, now: u64) {
-        let spanned = now.saturating_sub(self.drained) + 1;
-        self.drained = now;
-        if units == 0 {
-            return;
-        }
-        let in_window = spanned.min(BUCKETS as u64);
-        let kept = (i128::from(units) * i128::from(in_window) / i128::from(spanned)) as i64;
-        let buckets = i64::try_from(in_window).unwrap_or(i64::MAX); // at most BUCKETS
-        let each = kept / buckets;
-        for b in (now + 1 - in_window)..=now {
-            self.slots[b as usize % BUCKETS] += each;
-        }
-        self.slots[now as usize % BUCKETS] += kept - each * buckets;
     }
 }
 
@@ -239,7 +250,7 @@ mod tests {
         let b = state(1.0, 0);
         b.deposit();
         b.deposit();
-        assert!(b.withdraw()); // drains the deposits into the bucket of t = 0
+        assert!(b.withdraw()); // the deposits of t = 0
         tokio::time::advance(Duration::from_millis(900)).await;
         assert!(b.withdraw(), "a deposit 900 ms old is still in the 1 s window");
         assert!(!b.withdraw());
@@ -263,16 +274,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn deposits_not_drained_for_long_count_only_their_share_of_the_window() {
+    async fn deposits_count_in_the_bucket_they_happen_in() {
+        // 60 s of healthy traffic (10 requests a second, no retry asked for), then a burst of
+        // failures: the 10 s window holds the last 10 s of requests, whole.
+        let budget = Budget::new(0.2, 0);
+        budget.validate().unwrap();
+        let b = budget.start().unwrap();
+        for _ in 0..600 {
+            b.deposit();
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        // The window is the current 1 s bucket and the 9 before it: t ≥ 51 s, 90 requests.
+        assert_eq!(withdraw_all(&b), 18, "0.2 × the 90 requests of the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_reused_for_a_newer_bucket_starts_from_zero() {
         let b = state(1.0, 0);
-        assert!(!b.withdraw()); // drained in bucket 0
-        for _ in 0..40 {
+        for _ in 0..5 {
             b.deposit();
         }
-        // Drained again in bucket 40 (4 s later): the 40 deposits are taken as spread over the 41
-        // buckets 0..=40, of which the 10 in the window keep 40 × 10 / 41 = 9.75 retries.
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(withdraw_all(&b), 9);
+        // 1 s later (10 buckets of 100 ms): the same slot, a new bucket.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        b.deposit();
+        assert_eq!(withdraw_all(&b), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -159,11 +159,16 @@ impl<S, P> Replay<S, P> {
         if self.attempts >= shared.max_attempts {
             return None;
         }
-        let delay = match shared.policy.decide(&self.head(), result.as_ref()) {
-            Decision::Retry => shared.backoff.delay(self.attempts, self.previous_delay),
-            Decision::RetryAfter(delay) if delay <= shared.max_retry_after => delay,
+        let after = match shared.policy.decide(&self.head(), result.as_ref()) {
+            Decision::Retry => Duration::ZERO,
+            Decision::RetryAfter(after) if after <= shared.max_retry_after => after,
             Decision::Return | Decision::RetryAfter(_) => return None,
         };
+        // A server-given delay is the earliest time to come back, not a time to come back at: every
+        // caller told `Retry-After: 0` (or the same date) would return at the same instant. The
+        // backoff, jittered, spreads them after it.
+        let backoff = shared.backoff.delay(self.attempts, self.previous_delay);
+        let delay = after.saturating_add(backoff);
         if let Some(deadline) = self.head.extensions.get::<Deadline>() {
             // A retry that would start at or after the deadline could not finish in time.
             if Instant::now().checked_add(delay).is_none_or(|start| start >= deadline.instant()) {
@@ -173,10 +178,10 @@ impl<S, P> Replay<S, P> {
         if let Some(budget) = &shared.budget
             && !budget.withdraw()
         {
-            shared.exhausted.increment(1);
+            shared.exhausted.get().increment(1);
             return None;
         }
-        self.previous_delay = delay;
+        self.previous_delay = backoff;
         Some(delay)
     }
 }
@@ -350,7 +355,7 @@ where
                     }
                     let req = replay.request();
                     replay.attempts += 1;
-                    replay.shared.retries.increment(1);
+                    replay.shared.retries.get().increment(1);
                     this.state.set(State::Called { fut: replay.svc.call(req) });
                 }
             }

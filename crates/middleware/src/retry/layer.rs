@@ -2,12 +2,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::Counter;
+use metrics::Label;
 use tower::Layer;
 
 use super::budget::BudgetState;
 use super::{Backoff, Budget, DefaultPolicy, Retry};
 use crate::InvalidConfig;
+use crate::metric_handles::LazyCounter;
 use crate::metric_names::{LABEL_NAME, RETRY_BUDGET_EXHAUSTED, RETRY_RETRIES};
 
 /// Applies [`Retry`] to services. Every service it makes — and every clone of them — shares one budget
@@ -26,8 +27,8 @@ pub(crate) struct Shared<P> {
     pub(crate) max_retry_after: Duration,
     pub(crate) max_buffered_body: u64,
     pub(crate) budget: Option<BudgetState>,
-    pub(crate) retries: Counter,
-    pub(crate) exhausted: Counter,
+    pub(crate) retries: LazyCounter,
+    pub(crate) exhausted: LazyCounter,
     name: String,
 }
 
@@ -173,15 +174,17 @@ impl<P> RetryLayerBuilder<P> {
         }
     }
 
-    /// Checks the settings and builds the layer, resolving its metric handles.
+    /// Checks the settings and builds the layer. Its metric handles bind to the recorder current now,
+    /// or else to the first one installed before they are used.
     pub fn build(self) -> Result<RetryLayer<P>, InvalidConfig> {
         if self.max_attempts == 0 {
             return Err(InvalidConfig::new("max_attempts", "must be at least 1 (the first attempt)"));
         }
         self.backoff.validate()?;
         self.budget.validate()?;
-        let retries = metrics::counter!(RETRY_RETRIES, LABEL_NAME => self.name.clone());
-        let exhausted = metrics::counter!(RETRY_BUDGET_EXHAUSTED, LABEL_NAME => self.name.clone());
+        let labels = || vec![Label::new(LABEL_NAME, self.name.clone())];
+        let retries = LazyCounter::new(RETRY_RETRIES, labels());
+        let exhausted = LazyCounter::new(RETRY_BUDGET_EXHAUSTED, labels());
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 policy: self.policy,

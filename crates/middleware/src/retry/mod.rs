@@ -5,8 +5,9 @@
 //! [`RetryLayerBuilder`]. An attempt's result goes to the [`Policy`] ([`DefaultPolicy`] unless replaced):
 //! it decides whether the request may be retried at all (idempotent methods, or an `Idempotency-Key`),
 //! and whether this result should be (errors, `429`, `502`, `503`, `504`, as the shared
-//! [classifier](crate::classify) sees them), possibly after a server-given `Retry-After`. A retry then
-//! also needs:
+//! [classifier](crate::classify) sees them), possibly no sooner than a server-given `Retry-After` (the
+//! backoff, jittered, is added to it so that callers told the same time do not return together). A
+//! retry then also needs:
 //!
 //! - an attempt left (`max_attempts` counts the first one);
 //! - a `Retry-After` within `max_retry_after` (else the response is returned as it is);
@@ -27,8 +28,10 @@
 //! larger one, or one that turns out larger while read, is streamed through once and never retried —
 //! no byte is lost either way. Requests the policy will not retry are passed through untouched.
 //!
-//! **Cost.** When no retry is needed, the clock is never read. Every request costs a budget deposit (a
-//! relaxed atomic add on a per-thread shard). A request that may be retried also keeps what a retry
+//! **Cost.** Every request costs a budget deposit: a clock read and one uncontended atomic
+//! compare-exchange on a per-thread shard (none with [`Budget::unlimited`] or a zero ratio). The clock
+//! read is what lets a request count in the second it was made, however long the budget goes without a
+//! retry. A request that may be retried also keeps what a retry
 //! needs, in one allocation: a clone of the inner service, of the shared `Arc`, and of the request head
 //! (method and URI are reference-counted; headers and extensions, when there are any, are copied — the
 //! price of being able to send the request again). Requests that may not be retried skip all of that and

@@ -18,8 +18,9 @@ pub enum Decision {
     Return,
     /// Retry after the backoff delay.
     Retry,
-    /// Retry after this delay instead of the backoff (the server said when, e.g. `Retry-After`). A delay
-    /// above the layer's `max_retry_after` returns the result instead.
+    /// Retry no sooner than this delay (the server said when, e.g. `Retry-After`), plus the backoff's
+    /// delay so that callers told the same time (`Retry-After: 0` included) do not come back together.
+    /// A delay above the layer's `max_retry_after` returns the result instead.
     RetryAfter(Duration),
 }
 
@@ -114,8 +115,9 @@ where
 ///     *not* retried by default, even for idempotent requests: it usually means a bug that the same
 ///     request will hit again (add it with [`retry_status`](Self::retry_status)). Other 4xx never are.
 ///   - `429` and `503` with a `Retry-After` header (delta-seconds or HTTP-date) retry after that delay
-///     instead of the backoff, as long as it is within the layer's `max_retry_after` (beyond it, the
-///     response is returned as it is, so the caller sees the server's `Retry-After`).
+///     plus the (jittered) backoff, as long as the server's delay is within the layer's
+///     `max_retry_after` (beyond it, the response is returned as it is, so the caller sees the
+///     server's `Retry-After`). `Retry-After: 0` or a past date is the backoff alone.
 ///   - any error (connect and transport errors, a per-attempt `timeout::error::Elapsed`
 ///     timeout, …), except two that retrying cannot fix: the caller's
 ///     `timeout::error::DeadlineExceeded`, and an open circuit

@@ -3,11 +3,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::Counter;
+use metrics::Label;
 use tower::Layer;
 
 use super::Timeout;
 use crate::InvalidConfig;
+use crate::metric_handles::LazyCounter;
 use crate::metric_names::{LABEL_KIND, LABEL_NAME, TIMEOUTS};
 
 /// Which limit ended a call: the layer's own timeout or the request's deadline.
@@ -21,25 +22,26 @@ pub(crate) enum Kind {
 pub(crate) struct TimeoutShared {
     pub(crate) timeout: Duration,
     name: Cow<'static, str>,
-    timeouts: Counter,
-    deadlines: Counter,
+    timeouts: LazyCounter,
+    deadlines: LazyCounter,
 }
 
 impl TimeoutShared {
     pub(crate) fn new(timeout: Duration, name: Cow<'static, str>) -> Self {
-        let timeouts = metrics::counter!(TIMEOUTS, LABEL_NAME => name.clone(), LABEL_KIND => "timeout");
-        let deadlines = metrics::counter!(TIMEOUTS, LABEL_NAME => name.clone(), LABEL_KIND => "deadline");
+        let labels = |kind| vec![Label::new(LABEL_NAME, name.clone()), Label::new(LABEL_KIND, kind)];
+        let timeouts = LazyCounter::new(TIMEOUTS, labels("timeout"));
+        let deadlines = LazyCounter::new(TIMEOUTS, labels("deadline"));
         Self { timeout, name, timeouts, deadlines }
     }
 
     pub(crate) fn record(&self, kind: Kind) {
         match kind {
             Kind::Timeout => {
-                self.timeouts.increment(1);
+                self.timeouts.get().increment(1);
                 tracing::debug!(name = %self.name, timeout = ?self.timeout, "call timed out");
             }
             Kind::Deadline => {
-                self.deadlines.increment(1);
+                self.deadlines.get().increment(1);
                 tracing::debug!(name = %self.name, "call hit its deadline");
             }
         }

@@ -8,9 +8,10 @@ use tracing::Level;
 
 use super::context::TraceContext;
 use super::future::ClientResponseFuture;
+use crate::InvalidConfig;
 
-/// Applies [`ClientTrace`]: see the [module docs](super). Also built by
-/// [`TraceContextLayer::client`](super::TraceContextLayer::client).
+/// Applies [`ClientTrace`]: see the [module docs](super). [`ClientTraceLayer::new`] takes the
+/// defaults; [`ClientTraceLayer::builder`] lists the settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientTraceLayer {
     level: Level,
@@ -22,10 +23,29 @@ impl ClientTraceLayer {
         Self { level: Level::INFO }
     }
 
+    /// A builder, starting from the defaults.
+    pub const fn builder() -> ClientTraceLayerBuilder {
+        ClientTraceLayerBuilder { layer: Self::new() }
+    }
+}
+
+/// Configures a [`ClientTraceLayer`]. Defaults: [`level`](Self::level) `INFO`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientTraceLayerBuilder {
+    layer: ClientTraceLayer,
+}
+
+impl ClientTraceLayerBuilder {
     /// The level of the `http_client_request` span (default `INFO`). Propagation does not depend on it.
     pub const fn level(mut self, level: Level) -> Self {
-        self.level = level;
+        self.layer.level = level;
         self
+    }
+
+    /// Builds the layer. No setting can be invalid today; the `Result` is the shape every palisade
+    /// builder shares.
+    pub const fn build(self) -> Result<ClientTraceLayer, InvalidConfig> {
+        Ok(self.layer)
     }
 }
 

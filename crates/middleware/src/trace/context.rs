@@ -200,6 +200,13 @@ impl TraceContext {
         }
     }
 
+    /// The first span of a new trace whose `sampled` flag the server's sampler decides.
+    pub(super) fn new_root_sampled_by(sampler: super::server::Sampler) -> Self {
+        let mut root = Self::new_root();
+        root.flags = sampler.flags(root.trace_id);
+        root
+    }
+
     /// A new span (random span id) whose parent is the remote span described by `parent`, carrying
     /// `trace_state` along. `trace_state` is not checked: use [`from_headers`](Self::from_headers) for
     /// untrusted input.
@@ -225,9 +232,11 @@ impl TraceContext {
         }
     }
 
-    /// The context of a server span for a request with these headers: a child of the caller's span
-    /// when `traceparent` is valid (with `tracestate` passed through if it is well formed and within
-    /// 32 members and 512 characters, dropped otherwise), else the root of a new trace.
+    /// The context of a server span for a request with these headers, trusting the caller (as
+    /// [`Incoming::Trust`](super::Incoming::Trust) does): a child of the caller's span when
+    /// `traceparent` is valid (with `tracestate` passed through if well formed, truncated to 32
+    /// members and 512 characters as the specification says, dropped when malformed), else the root
+    /// of a new, sampled trace.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         match TraceParent::from_headers(headers) {
             Some(parent) => Self::child_of(&parent, parse_tracestate(&headers.get_all(TRACESTATE))),

@@ -18,6 +18,8 @@ const LEN: usize = 55;
 /// Bounds on a `tracestate` kept for propagation.
 const MAX_TRACESTATE_LEN: usize = 512;
 const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Members longer than this are the first dropped from a `tracestate` over the length limit.
+const MAX_TRACESTATE_MEMBER_KEPT_FIRST: usize = 128;
 
 /// A parsed `traceparent` header: the caller's trace id, its span id (our parent) and the flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,48 +108,78 @@ impl fmt::Display for TraceParent {
     }
 }
 
-/// The `tracestate` to pass along: the header lines joined, or `None` when there is none, or when it is
-/// malformed, has a duplicate key, or exceeds 32 list members or 512 characters (the specification lets
-/// a vendor drop it rather than fail the request).
+/// The `tracestate` to pass along: the header lines as one list, or `None` when there is none, or when
+/// it is malformed or has a duplicate key (the specification lets a vendor drop a header it cannot
+/// parse). A list too long is truncated as the specification says, not dropped: members past the 32nd
+/// go, then, while the list is longer than 512 characters, members longer than 128 characters from
+/// the end, then any member from the end.
 pub(super) fn parse_tracestate(lines: &GetAll<'_, HeaderValue>) -> Option<HeaderValue> {
-    let mut keys: [&[u8]; MAX_TRACESTATE_MEMBERS] = [&[]; MAX_TRACESTATE_MEMBERS];
+    let mut kept: [&[u8]; MAX_TRACESTATE_MEMBERS] = [&[]; MAX_TRACESTATE_MEMBERS];
     let mut members = 0;
-    let mut len = 0;
+    // Whether the list can be passed on as the one header line it came in.
+    let mut as_received = true;
     let mut line_count = 0;
     for line in lines {
         line_count += 1;
-        len += line.len() + usize::from(line_count > 1);
-        if len > MAX_TRACESTATE_LEN {
-            return None;
-        }
         for member in line.as_bytes().split(|&c| c == b',') {
             let member = member.trim_ascii();
             if member.is_empty() {
                 continue; // the list grammar allows empty members
             }
             let key = valid_member(member)?;
-            if members == MAX_TRACESTATE_MEMBERS || keys[..members].contains(&key) {
+            if members == MAX_TRACESTATE_MEMBERS {
+                as_received = false; // the rest is truncated, still checked to be well formed
+                continue;
+            }
+            if kept[..members].iter().any(|m| member_key(m) == key) {
                 return None;
             }
-            keys[members] = key;
+            kept[members] = member;
             members += 1;
         }
     }
-    match line_count {
-        _ if members == 0 => None,
-        1 => lines.iter().next().cloned(),
-        _ => {
-            // Several header lines are one list; joining them is the only allocation, and rare.
-            let mut joined = Vec::with_capacity(len);
-            for (i, line) in lines.iter().enumerate() {
-                if i > 0 {
-                    joined.push(b',');
-                }
-                joined.extend_from_slice(line.as_bytes());
+    if members == 0 {
+        return None;
+    }
+    let len = |kept: &[&[u8]]| kept.iter().map(|m| m.len()).sum::<usize>() + kept.len() - 1;
+    let mut total = len(&kept[..members]);
+    if total > MAX_TRACESTATE_LEN {
+        as_received = false;
+        // Large members first, from the end.
+        let mut i = members;
+        while i > 0 && total > MAX_TRACESTATE_LEN {
+            i -= 1;
+            if kept[i].len() > MAX_TRACESTATE_MEMBER_KEPT_FIRST {
+                kept.copy_within(i + 1..members, i);
+                members -= 1;
+                total = if members == 0 { 0 } else { len(&kept[..members]) };
             }
-            HeaderValue::from_bytes(&joined).ok()
+        }
+        while members > 0 && total > MAX_TRACESTATE_LEN {
+            members -= 1;
+            total = if members == 0 { 0 } else { len(&kept[..members]) };
+        }
+        if members == 0 {
+            return None;
         }
     }
+    if as_received && line_count == 1 {
+        return lines.iter().next().cloned(); // the common case: no copy
+    }
+    // Several header lines are one list, or members were dropped: the only allocation, and rare.
+    let mut joined = Vec::with_capacity(total);
+    for (i, member) in kept[..members].iter().enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(member);
+    }
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// The key of a member already checked by [`valid_member`].
+fn member_key(member: &[u8]) -> &[u8] {
+    member.split(|&c| c == b'=').next().unwrap_or(member)
 }
 
 /// Checks one `key=value` list member, returning its key.

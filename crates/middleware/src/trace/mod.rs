@@ -1,17 +1,37 @@
 //! W3C Trace Context propagation (`traceparent`/`tracestate`, Trace Context Level 1), with no
 //! OpenTelemetry dependency.
 //!
-//! **Server** ([`TraceContextLayer::server`]): reads the caller's `traceparent` (a missing or invalid
-//! one starts a new trace with random ids; `tracestate` is passed through when well formed and within
-//! 32 members / 512 characters, dropped otherwise), gives the request a new span id, makes that
+//! **Server** ([`ServerTraceLayer`]): reads the caller's `traceparent` (a missing or invalid one starts
+//! a new trace with random ids; `tracestate` is passed through when well formed, truncated to 32
+//! members and 512 characters as the specification says, dropped when malformed), gives the request a
+//! new span id, makes that
 //! [`TraceContext`] the [current](TraceContext::current) one while the handler runs (axum: take it as
 //! an extractor, `async fn handler(trace: TraceContext)`), polls the handler inside an `http_request`
 //! [`tracing`] span with the field `trace_id` — so every log line of the handler carries it — and
 //! echoes a `traceparent` naming the server span on the response.
-//! [`ServerTraceLayer::span_details`] adds `span_id`, `http.request.method`, `url.path` and, with the
-//! `axum` feature, `http.route` to the span.
+//! [`ServerTraceLayerBuilder::span_details`] adds `span_id`, `http.request.method`, `url.path` and,
+//! with the `axum` feature, `http.route` to the span.
 //!
-//! **Client** ([`TraceContextLayer::client`]): writes `traceparent` and `tracestate` on each outgoing
+//! **Trust and sampling.** By default the server trusts its caller ([`Incoming::Trust`]): the trace
+//! continues with the caller's `sampled` flag and `tracestate`, as OpenTelemetry's parent-based
+//! samplers do. A service that faces the public should not let any client decide what it records:
+//! [`Incoming::Edge`] keeps the caller's trace id for correlation but makes the sampling decision
+//! itself and drops `tracestate`, and [`Incoming::Restart`] ignores the caller's context. New traces
+//! are `sampled` at [`ServerTraceLayerBuilder::sample_ratio`] (default 1: all), decided from the trace
+//! id like OpenTelemetry's `TraceIdRatioBased` (at the edge, by a random draw: the caller chose that
+//! id).
+//!
+//! ```
+//! use palisade::trace::{Incoming, ServerTraceLayer};
+//!
+//! // An internet-facing gateway: correlate with what clients send, sample 10 % of traces ourselves.
+//! let edge = ServerTraceLayer::builder().incoming(Incoming::Edge).sample_ratio(0.1).build()?;
+//! # let _ = edge;
+//! assert!(ServerTraceLayer::builder().sample_ratio(1.5).build().is_err());
+//! # Ok::<(), palisade::InvalidConfig>(())
+//! ```
+//!
+//! **Client** ([`ClientTraceLayer`]): writes `traceparent` and `tracestate` on each outgoing
 //! request for a new client span whose parent is the current context, and runs the call in an
 //! `http_client_request` span. The current context is, in order: a [`TraceContext`] in the outgoing
 //! request's extensions, else [`TraceContext::current`], else a new trace.
@@ -38,17 +58,17 @@
 //! Per request, the one allocation is the echoed header value (plus what the subscriber does with the
 //! span). The context is not put in the request's extensions: growing that map cost more than the
 //! rest of the layer without a span (docs/decisions/005). The span level is configurable
-//! ([`ServerTraceLayer::level`]).
+//! ([`ServerTraceLayerBuilder::level`]).
 //!
 //! # Example
 //!
 //! ```
-//! use palisade::trace::{TraceContext, TraceContextLayer};
+//! use palisade::trace::{ServerTraceLayer, TraceContext};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let svc = ServiceBuilder::new().layer(TraceContextLayer::server()).service(service_fn(
+//! let svc = ServiceBuilder::new().layer(ServerTraceLayer::new()).service(service_fn(
 //!     |req: http::Request<()>| async move {
 //!         let context = TraceContext::current().unwrap(); // axum: a `TraceContext` extractor
 //!         tracing::info!("handling"); // logged with `trace_id=4bf92f35…` under a fmt subscriber
@@ -84,26 +104,10 @@ mod header;
 mod otel;
 mod server;
 
-pub use client::{ClientTrace, ClientTraceLayer};
+pub use client::{ClientTrace, ClientTraceLayer, ClientTraceLayerBuilder};
 pub use context::{SpanId, TraceContext, TraceFlags, TraceId};
 pub use header::{TRACEPARENT, TRACESTATE, TraceParent};
-pub use server::{ServerTrace, ServerTraceLayer};
-
-/// Entry point for the two trace layers.
-#[derive(Clone, Copy, Debug)]
-pub enum TraceContextLayer {}
-
-impl TraceContextLayer {
-    /// The server layer with its defaults (span level `INFO`, `traceparent` echoed).
-    pub const fn server() -> ServerTraceLayer {
-        ServerTraceLayer::new()
-    }
-
-    /// The client layer with its defaults (span level `INFO`).
-    pub const fn client() -> ClientTraceLayer {
-        ClientTraceLayer::new()
-    }
-}
+pub use server::{Incoming, ServerTrace, ServerTraceLayer, ServerTraceLayerBuilder};
 
 /// A span at a level chosen at run time (`tracing`'s macros need a constant level).
 macro_rules! span_at {

@@ -6,45 +6,176 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 use tracing::Level;
 
-use super::context::{CurrentScope, TraceContext};
+use super::context::{CurrentScope, TraceContext, TraceFlags, TraceId};
 use super::future::ServerResponseFuture;
+use super::header::{TRACESTATE, TraceParent, parse_tracestate};
+use crate::InvalidConfig;
 
-/// Applies [`ServerTrace`]: see the [module docs](super). Also built by
-/// [`TraceContextLayer::server`](super::TraceContextLayer::server).
+/// Applies [`ServerTrace`]: see the [module docs](super). [`ServerTraceLayer::new`] takes every
+/// default; [`ServerTraceLayer::builder`] lists the settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerTraceLayer {
     level: Level,
     echo: bool,
     details: bool,
+    incoming: Incoming,
+    sampler: Sampler,
+}
+
+/// How far the server trusts the caller's `traceparent` and `tracestate`.
+///
+/// The W3C Trace Context specification leaves it to each service; its security considerations warn
+/// that a caller who sets the `sampled` flag on every request can make a service record (and export)
+/// every trace, and that `tracestate` is the caller's data. Inside a platform, continue what the
+/// caller started ([`Trust`](Self::Trust), OpenTelemetry's "parent-based" sampling). At the edge, where
+/// callers are the public, [`Edge`](Self::Edge) keeps the caller's trace id so that its logs and
+/// yours still correlate, but decides sampling itself and drops `tracestate`; [`Restart`](Self::Restart)
+/// ignores the caller's context altogether.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// Continue the caller's trace as sent: trace id, parent span, `sampled` flag and `tracestate`
+    /// (the default, and the behaviour before this setting existed).
+    #[default]
+    Trust,
+    /// Keep the caller's trace id and parent span id (correlation), but decide `sampled` with the
+    /// layer's [`sample_ratio`](ServerTraceLayerBuilder::sample_ratio) and drop `tracestate`. The
+    /// decision is a random draw, not a function of the caller's trace id (which the caller could
+    /// choose to be always sampled); services behind trust the flag this one sends.
+    Edge,
+    /// Start a new trace for every request, as if no `traceparent` had been sent.
+    Restart,
+}
+
+/// The sampling decision for traces this layer starts: a pure function of the (random) trace id, as
+/// OpenTelemetry's `TraceIdRatioBased` (and its Rust SDK) computes it, so every service with the same
+/// ratio decides the same for the same trace. At the [edge](Incoming::Edge), for a trace id the caller
+/// chose, the same threshold applies to a random draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Sampler {
+    /// Sampled when the trace id's low 64 bits, shifted right once, are below this (ratio × 2⁶³).
+    threshold: u64,
+}
+
+impl Sampler {
+    const ALWAYS: Self = Self { threshold: 1 << 63 };
+
+    fn ratio(ratio: f64) -> Self {
+        Self { threshold: (ratio * (1u64 << 63) as f64) as u64 }
+    }
+
+    /// The decision for a trace id this service chose (random).
+    pub(super) fn flags(self, trace_id: TraceId) -> TraceFlags {
+        self.decide(u128::from_be_bytes(trace_id.to_bytes()) as u64)
+    }
+
+    /// The decision for a trace id a caller chose: from a random draw instead, or a client could pick
+    /// ids that are always sampled.
+    fn flags_for_untrusted(self) -> TraceFlags {
+        self.decide(fastrand::u64(..))
+    }
+
+    fn decide(self, random: u64) -> TraceFlags {
+        if (random >> 1) < self.threshold { TraceFlags::SAMPLED } else { TraceFlags::NOT_SAMPLED }
+    }
 }
 
 impl ServerTraceLayer {
-    /// A layer with the defaults: span level `INFO` with only the `trace_id` field, `traceparent`
-    /// echoed on responses.
+    /// A layer with the defaults listed on [`ServerTraceLayerBuilder`].
     pub const fn new() -> Self {
-        Self { level: Level::INFO, echo: true, details: false }
+        Self {
+            level: Level::INFO,
+            echo: true,
+            details: false,
+            incoming: Incoming::Trust,
+            sampler: Sampler::ALWAYS,
+        }
     }
 
+    /// A builder, starting from the defaults.
+    pub const fn builder() -> ServerTraceLayerBuilder {
+        ServerTraceLayerBuilder { layer: Self::new(), ratio: 1.0 }
+    }
+
+    /// The context of a request with these headers, as this layer's trust policy and sampler make it.
+    fn context(&self, headers: &http::HeaderMap) -> TraceContext {
+        let parent = match self.incoming {
+            Incoming::Restart => None,
+            Incoming::Trust | Incoming::Edge => TraceParent::from_headers(headers),
+        };
+        match (parent, self.incoming) {
+            (Some(parent), Incoming::Edge) => {
+                let flags = self.sampler.flags_for_untrusted();
+                let parent = TraceParent::new(parent.trace_id(), parent.parent_id(), flags);
+                TraceContext::child_of(&parent, None)
+            }
+            (Some(parent), _) => {
+                TraceContext::child_of(&parent, parse_tracestate(&headers.get_all(TRACESTATE)))
+            }
+            (None, _) => TraceContext::new_root_sampled_by(self.sampler),
+        }
+    }
+}
+
+/// Configures a [`ServerTraceLayer`]. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`level`](Self::level) | `INFO` |
+/// | [`span_details`](Self::span_details) | `false` (the span carries `trace_id` only) |
+/// | [`echo_traceparent`](Self::echo_traceparent) | `true` |
+/// | [`incoming`](Self::incoming) | [`Incoming::Trust`]: the caller's `sampled` flag and `tracestate` are kept |
+/// | [`sample_ratio`](Self::sample_ratio) | `1.0`: every new trace is sampled |
+#[derive(Clone, Copy, Debug)]
+pub struct ServerTraceLayerBuilder {
+    layer: ServerTraceLayer,
+    ratio: f64,
+}
+
+impl ServerTraceLayerBuilder {
     /// Whether the `http_request` span also carries `span_id`, `http.request.method`, `url.path` and
     /// `http.route` (default `false`: only `trace_id`). A fmt subscriber formats every span field when
     /// the span opens, per request: the four extra fields cost about 0.3 µs a request, and method and
     /// route are already in the metrics.
     pub const fn span_details(mut self, details: bool) -> Self {
-        self.details = details;
+        self.layer.details = details;
         self
     }
 
     /// The level of the `http_request` span (default `INFO`). A span filtered out by the subscriber
     /// costs next to nothing, but then log lines no longer carry `trace_id`; propagation still works.
     pub const fn level(mut self, level: Level) -> Self {
-        self.level = level;
+        self.layer.level = level;
         self
     }
 
     /// Whether responses carry a `traceparent` naming the server span (default `true`).
     pub const fn echo_traceparent(mut self, echo: bool) -> Self {
-        self.echo = echo;
+        self.layer.echo = echo;
         self
+    }
+
+    /// How far the caller's `traceparent` and `tracestate` are trusted (default [`Incoming::Trust`]).
+    pub const fn incoming(mut self, incoming: Incoming) -> Self {
+        self.layer.incoming = incoming;
+        self
+    }
+
+    /// The share of new traces marked `sampled`, in `0.0..=1.0` (default `1.0`), decided from the
+    /// trace id. Applies to the traces this layer starts (no valid `traceparent`, or
+    /// [`Incoming::Restart`]) and, with [`Incoming::Edge`], to the caller's. A trusted caller's
+    /// decision is kept.
+    pub const fn sample_ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<ServerTraceLayer, InvalidConfig> {
+        if !(0.0..=1.0).contains(&self.ratio) {
+            return Err(InvalidConfig::new("sample_ratio", format!("must be in 0..=1, got {}", self.ratio)));
+        }
+        Ok(ServerTraceLayer { sampler: Sampler::ratio(self.ratio), ..self.layer })
     }
 }
 
@@ -58,7 +189,7 @@ impl<S> Layer<S> for ServerTraceLayer {
     type Service = ServerTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTrace { inner, level: self.level, echo: self.echo, details: self.details }
+        ServerTrace { inner, layer: *self }
     }
 }
 
@@ -68,9 +199,7 @@ impl<S> Layer<S> for ServerTraceLayer {
 #[derive(Clone, Debug)]
 pub struct ServerTrace<S> {
     inner: S,
-    level: Level,
-    echo: bool,
-    details: bool,
+    layer: ServerTraceLayer,
 }
 
 inner_accessors!(ServerTrace);
@@ -90,8 +219,8 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let mut context = TraceContext::from_headers(req.headers());
-        let span = make_span(self.level, self.details, &req, &mut context);
+        let mut context = self.layer.context(req.headers());
+        let span = make_span(self.layer.level, self.layer.details, &req, &mut context);
         // Handlers get the context from the thread's current one (`TraceContext::current`, or the
         // axum extractor), not from a request extension: inserting one grows the extension map, which
         // cost ~100 ns per request (docs/decisions/005).
@@ -101,7 +230,7 @@ where
             let _current = CurrentScope::enter(&mut slot);
             self.inner.call(req)
         };
-        ServerResponseFuture::new(inner, span, slot.expect("restored by the scope"), self.echo)
+        ServerResponseFuture::new(inner, span, slot.expect("restored by the scope"), self.layer.echo)
     }
 }
 

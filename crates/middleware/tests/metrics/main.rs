@@ -8,7 +8,7 @@ use std::{convert::Infallible, time::Duration};
 use http::{Method, Request, Response, StatusCode};
 use palisade::{
     BoxError,
-    metrics::{MetricsLayer, target_fn},
+    metrics::{ClientMetricsLayer, ServerMetricsLayer, target_fn},
 };
 use support::{Recorder, Value, series};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -39,7 +39,11 @@ fn request(method: Method, uri: &str, status: u16) -> Request<()> {
 fn server_records_duration_per_method_route_and_status() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::server().target(products_route).layer(handler(Duration::from_millis(250)));
+        let svc = ServerMetricsLayer::builder()
+            .target(products_route)
+            .build()
+            .unwrap()
+            .layer(handler(Duration::from_millis(250)));
         svc.clone().oneshot(request(Method::GET, "/v1/products/42", 200)).await.unwrap();
         svc.clone().oneshot(request(Method::GET, "/v1/products/7", 200)).await.unwrap();
         svc.clone().oneshot(request(Method::POST, "/v1/products/7", 201)).await.unwrap();
@@ -86,7 +90,11 @@ fn server_records_duration_per_method_route_and_status() {
 fn uncommon_status_codes_are_labelled_by_number() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::server().target(products_route).layer(handler(Duration::from_millis(5)));
+        let svc = ServerMetricsLayer::builder()
+            .target(products_route)
+            .build()
+            .unwrap()
+            .layer(handler(Duration::from_millis(5)));
         for status in [299, 299, 599, 103] {
             svc.clone().oneshot(request(Method::GET, "/v1/products/1", status)).await.unwrap();
         }
@@ -121,7 +129,7 @@ fn inner_error_is_labelled_error_and_passed_through_unchanged() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Err::<Response<()>, BoxError>("connection reset".into())
         });
-        MetricsLayer::client("payments")
+        ClientMetricsLayer::new("payments")
             .layer(failing)
             .oneshot(request(Method::PUT, "/", 200))
             .await
@@ -147,7 +155,7 @@ fn inner_error_is_labelled_error_and_passed_through_unchanged() {
 fn active_gauge_counts_calls_in_flight_and_a_dropped_call_releases_it() {
     let recorder = Recorder::new();
     let pending = service_fn(|_req: Request<()>| std::future::pending::<Result<Response<()>, Infallible>>());
-    let mut svc = MetricsLayer::server().target(products_route).layer(pending);
+    let mut svc = ServerMetricsLayer::builder().target(products_route).build().unwrap().layer(pending);
     let gauge = format!(r#"{ACTIVE}{{http_request_method="GET",http_route="/v1/products/{{id}}"}}"#);
 
     let (first, second) = recorder.with(|| {
@@ -170,7 +178,11 @@ fn active_gauge_is_up_while_the_call_runs() {
     let recorder = Recorder::new();
     let gauge = format!(r#"{ACTIVE}{{http_request_method="GET",http_route="/v1/products/{{id}}"}}"#);
     let mid_flight = recorder.run(async {
-        let svc = MetricsLayer::server().target(products_route).layer(handler(Duration::from_secs(1)));
+        let svc = ServerMetricsLayer::builder()
+            .target(products_route)
+            .build()
+            .unwrap()
+            .layer(handler(Duration::from_secs(1)));
         let call = svc.oneshot(request(Method::GET, "/v1/products/1", 200));
         tokio::pin!(call);
         let mid_flight = tokio::select! {
@@ -189,7 +201,11 @@ fn active_gauge_is_up_while_the_call_runs() {
 fn extension_methods_share_the_other_label() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::server().target(products_route).layer(handler(Duration::ZERO));
+        let svc = ServerMetricsLayer::builder()
+            .target(products_route)
+            .build()
+            .unwrap()
+            .layer(handler(Duration::ZERO));
         for method in ["PURGE", "PROPFIND", "X-CUSTOM"] {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             svc.clone().oneshot(request(method, "/v1/products/1", 200)).await.unwrap();
@@ -216,7 +232,7 @@ fn targets_past_the_cap_are_recorded_as_other_across_clones_and_services() {
     recorder.run(async {
         // The raw path as the route: leaky on purpose, the cap must contain it.
         let leaky = target_fn(|req: &Request<()>| Some(req.uri().path()));
-        let layer = MetricsLayer::server().target(leaky).max_targets(2).unwrap();
+        let layer = ServerMetricsLayer::builder().target(leaky).max_targets(2).build().unwrap();
         // Two services from one layer, and clones of them: one shared cache and one shared cap.
         let a = layer.layer(handler(Duration::ZERO));
         let b = layer.layer(handler(Duration::ZERO));
@@ -244,16 +260,20 @@ fn targets_past_the_cap_are_recorded_as_other_across_clones_and_services() {
 
 #[test]
 fn max_targets_must_be_positive_and_bounded() {
-    assert_eq!(MetricsLayer::server().max_targets(0).unwrap_err().setting(), "max_targets");
-    assert_eq!(MetricsLayer::server().max_targets(1 << 17).unwrap_err().setting(), "max_targets");
-    assert!(MetricsLayer::server().max_targets(1 << 16).is_ok());
+    let server = |max| ServerMetricsLayer::builder().max_targets(max).build();
+    assert_eq!(server(0).unwrap_err().setting(), "max_targets");
+    assert_eq!(server(1 << 17).unwrap_err().setting(), "max_targets");
+    assert!(server(1 << 16).is_ok());
+    let client = |max| ClientMetricsLayer::builder().max_targets(max).build();
+    assert_eq!(client(0).unwrap_err().setting(), "max_targets");
+    assert!(client(1).is_ok());
 }
 
 #[test]
 fn client_with_a_peer_name_labels_every_call_with_it() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::client("payments").layer(handler(Duration::from_millis(50)));
+        let svc = ClientMetricsLayer::new("payments").layer(handler(Duration::from_millis(50)));
         svc.clone().oneshot(request(Method::POST, "http://10.0.0.7:8084/v1/payments", 201)).await.unwrap();
         svc.oneshot(request(Method::POST, "http://10.0.0.8:8084/v1/payments", 503)).await.unwrap();
     });
@@ -276,10 +296,26 @@ fn client_with_a_peer_name_labels_every_call_with_it() {
 }
 
 #[test]
+fn a_client_built_with_a_target_labels_calls_with_it() {
+    let recorder = Recorder::new();
+    recorder.run(async {
+        let tenant =
+            target_fn(|req: &Request<()>| req.headers().get("x-tenant").and_then(|v| v.to_str().ok()));
+        let svc =
+            ClientMetricsLayer::builder().target(tenant).build().unwrap().layer(handler(Duration::ZERO));
+        let mut req = request(Method::GET, "http://shared-gateway/v1/things", 200);
+        req.headers_mut().insert("x-tenant", "acme".parse().unwrap());
+        svc.oneshot(req).await.unwrap();
+    });
+    let active = r#"http_client_active_requests{http_request_method="GET",server_address="acme"}"#;
+    assert_eq!(recorder.snapshot().get(active), Some(&Value::Gauge(0.0)));
+}
+
+#[test]
 fn client_by_host_labels_calls_with_the_uri_host() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::client_by_host().layer(handler(Duration::ZERO));
+        let svc = ClientMetricsLayer::builder().build().unwrap().layer(handler(Duration::ZERO));
         for uri in [
             "http://catalog:8082/v1/products",
             "http://catalog:9999/x",
@@ -316,7 +352,7 @@ fn a_closure_target_can_borrow_from_the_request() {
     let recorder = Recorder::new();
     recorder.run(async {
         let route = target_fn(|req: &Request<()>| req.extensions().get::<Template>().map(|t| t.0));
-        let svc = MetricsLayer::server().target(route).layer(handler(Duration::ZERO));
+        let svc = ServerMetricsLayer::builder().target(route).build().unwrap().layer(handler(Duration::ZERO));
         let mut req = request(Method::DELETE, "/v1/orders/9", 204);
         req.extensions_mut().insert(Template("/v1/orders/{id}"));
         svc.oneshot(req).await.unwrap();
@@ -328,7 +364,7 @@ fn a_closure_target_can_borrow_from_the_request() {
 
 #[test]
 fn wrapper_exposes_the_inner_service() {
-    let mut svc = MetricsLayer::server().layer(StatusCode::OK);
+    let mut svc = ServerMetricsLayer::new().layer(StatusCode::OK);
     assert_eq!(*svc.get_ref(), StatusCode::OK);
     *svc.get_mut() = StatusCode::ACCEPTED;
     assert_eq!(svc.into_inner(), StatusCode::ACCEPTED);
@@ -341,7 +377,7 @@ fn wrapper_exposes_the_inner_service() {
 fn without_axum_the_default_server_target_is_unmatched() {
     let recorder = Recorder::new();
     recorder.run(async {
-        let svc = MetricsLayer::server().layer(handler(Duration::ZERO));
+        let svc = ServerMetricsLayer::new().layer(handler(Duration::ZERO));
         for path in ["/a", "/b/1", "/c/2/3"] {
             svc.clone().oneshot(request(Method::GET, path, 200)).await.unwrap();
         }
@@ -366,7 +402,7 @@ mod axum_router {
         Router::new()
             .route("/v1/products/{id}", get(|| async { "product" }))
             .route("/v1/orders", get(|| async { "orders" }).post(|| async { StatusCode::CREATED }))
-            .layer(MetricsLayer::server())
+            .layer(ServerMetricsLayer::new())
     }
 
     fn get_request(uri: &str) -> Request<Body> {
@@ -435,7 +471,7 @@ mod axum_router {
         recorder.run(async {
             let app = Router::new()
                 .route("/v1/orders", get(|| async { "orders" }))
-                .route_layer(MetricsLayer::server());
+                .route_layer(ServerMetricsLayer::new());
             assert_eq!(app.clone().oneshot(get_request("/nope")).await.unwrap().status(), 404);
             assert_eq!(app.oneshot(get_request("/v1/orders")).await.unwrap().status(), 200);
         });
@@ -448,4 +484,57 @@ mod axum_router {
             ]
         );
     }
+}
+
+/// A request made before `main` installs its recorder (a start-up probe), then traffic: the layers
+/// built first still record, with the recorder that arrived later.
+#[test]
+fn layers_built_before_the_recorder_is_installed_record_their_series() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use palisade::retry::{Backoff, Budget, RetryBody, RetryLayer};
+    use palisade::timeout::TimeoutLayer;
+
+    let metrics = ServerMetricsLayer::builder().target(products_route).build().unwrap();
+    let retry = RetryLayer::builder()
+        .name("late")
+        .backoff(Backoff::constant(Duration::ZERO))
+        .budget(Budget::unlimited())
+        .build()
+        .unwrap();
+    let timeout = TimeoutLayer::builder(Duration::from_millis(100)).name("late").build().unwrap();
+
+    let server = metrics.layer(handler(Duration::from_millis(10)));
+    let flaky = retry.layer(service_fn(|_req: Request<RetryBody<Empty<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap())
+    }));
+    let slow = timeout.layer(handler(Duration::from_secs(1)));
+
+    let early =
+        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    early.block_on(server.clone().oneshot(request(Method::GET, "/v1/products/1", 200))).unwrap();
+
+    let recorder = Recorder::new();
+    recorder.run(async {
+        server.clone().oneshot(request(Method::GET, "/v1/products/2", 200)).await.unwrap();
+        let res =
+            flaky.clone().oneshot(Request::get("http://dep/").body(Empty::new()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), 503, "three attempts failed: two retries counted");
+        slow.clone().oneshot(request(Method::GET, "/", 200)).await.unwrap_err();
+    });
+    let route = r#"http_route="/v1/products/{id}""#;
+    assert_eq!(
+        recorder.snapshot(),
+        series([
+            (&format!(r#"{ACTIVE}{{http_request_method="GET",{route}}}"#), Value::Gauge(0.0)),
+            (
+                &format!(
+                    r#"{DURATION}{{http_request_method="GET",{route},http_response_status_code="200"}}"#
+                ),
+                Value::Histogram(vec![0.01])
+            ),
+            (r#"palisade_retry_retries_total{name="late"}"#, Value::Counter(2)),
+            (r#"palisade_timeout_total{name="late",kind="timeout"}"#, Value::Counter(1)),
+        ])
+    );
 }

@@ -151,16 +151,18 @@ async fn retry_after_in_seconds_sets_the_delay_on_429_and_503() {
         run(&layer(), get(), &[Reply::RetryAfter(429, "3"), Reply::RetryAfter(503, "2"), Reply::Status(200)])
             .await;
     assert_eq!(run.status(), 200);
-    assert_eq!(run.times(), [Duration::ZERO, Duration::from_secs(3), Duration::from_secs(5)]);
-    assert_eq!(run.elapsed, Duration::from_secs(5));
+    // The server's delay, then the (here constant) backoff on top of it.
+    let times = [Duration::ZERO, Duration::from_secs(3) + 100 * MS, Duration::from_secs(5) + 200 * MS];
+    assert_eq!(run.times(), times);
+    assert_eq!(run.elapsed, Duration::from_secs(5) + 200 * MS);
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_as_an_http_date() {
-    // A date in the past: retry at once.
+    // A date in the past: retry after the backoff alone.
     let past = Reply::RetryAfter(503, "Sun, 06 Nov 1994 08:49:37 GMT");
     let run = run(&layer(), get(), &[past, Reply::Status(200)]).await;
-    assert_eq!(run.times(), [Duration::ZERO, Duration::ZERO]);
+    assert_eq!(run.times(), [Duration::ZERO, 100 * MS]);
 
     // A date an hour from now is beyond the 10 s default cap: the response is returned as it was.
     let in_an_hour = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
@@ -178,7 +180,28 @@ async fn retry_after_beyond_the_cap_returns_the_response() {
     assert_eq!(run.attempts.len(), 1);
     assert_eq!(run.status(), 503);
     let run = support::run(&layer, get(), &[Reply::RetryAfter(503, "10"), Reply::Status(200)]).await;
-    assert_eq!(run.times(), [Duration::ZERO, Duration::from_secs(10)], "the cap itself is allowed");
+    assert_eq!(run.attempts.len(), 2, "the cap itself is allowed");
+    let second = run.times()[1];
+    // The default backoff's full jitter for a first retry: 0..=100 ms after the server's 10 s.
+    assert!((Duration::from_secs(10)..=Duration::from_secs(10) + 100 * MS).contains(&second), "{second:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_zero_or_a_past_date_still_gets_jitter() {
+    // Callers all told "now" must not all come back at the same instant.
+    let layer = RetryLayer::builder().budget(Budget::unlimited()).build().unwrap(); // full jitter, 100 ms
+    let mut delays = Vec::new();
+    for after in ["0", "Sun, 06 Nov 1994 08:49:37 GMT"] {
+        for _ in 0..20 {
+            let run = run(&layer, get(), &[Reply::RetryAfter(503, after), Reply::Status(200)]).await;
+            assert_eq!(run.status(), 200);
+            delays.push(run.times()[1]);
+        }
+    }
+    assert!(delays.iter().all(|d| *d <= 100 * MS), "{delays:?}");
+    delays.sort();
+    delays.dedup();
+    assert!(delays.len() > 10, "spread, not one instant: {delays:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,6 +272,29 @@ async fn the_budget_bounds_retries_when_everything_fails() {
     assert_eq!(counter(&snapshot, metric_names::RETRY_RETRIES, "storm"), Some(30));
     // Each request wanted 2 retries; the 95 that did not get both were refused once each.
     assert_eq!(counter(&snapshot, metric_names::RETRY_BUDGET_EXHAUSTED, "storm"), Some(95));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_long_healthy_period_the_budget_holds_the_ratio_of_recent_requests() {
+    // 60 s of healthy traffic at 10 requests a second, no retry asked for, then a burst of failures.
+    let layer = RetryLayer::builder()
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .budget(Budget::new(0.2, 0)) // no floor: only the ratio part
+        .build()
+        .unwrap();
+    for _ in 0..600 {
+        assert_eq!(run(&layer, get(), &[Reply::Status(200)]).await.status(), 200);
+        tokio::time::advance(100 * MS).await;
+    }
+    let mut retries = 0;
+    for _ in 0..50 {
+        retries += run(&layer, get(), &[Reply::Status(503); 2]).await.attempts.len() - 1;
+    }
+    // The window is the current 1 s bucket and the 9 before it (t ≥ 51 s): the last 90 healthy
+    // requests and the 50 of the burst, 0.2 × 140. (Before deposits were timed, the 600 healthy ones
+    // were taken as spread over the 60 s since the last withdrawal: 2 retries.)
+    assert_eq!(retries, 28);
 }
 
 #[tokio::test(start_paused = true)]
@@ -391,7 +437,8 @@ async fn a_closure_policy_decides_everything() {
         }
         _ => Decision::Return,
     };
-    let layer = RetryLayer::builder().policy(policy).build().unwrap();
+    let layer =
+        RetryLayer::builder().policy(policy).backoff(Backoff::constant(Duration::ZERO)).build().unwrap();
     let run = run(&layer, request(Method::POST), &[Reply::Status(500), Reply::Status(200)]).await;
     assert_eq!(run.times(), [Duration::ZERO, Duration::from_secs(1)]);
 

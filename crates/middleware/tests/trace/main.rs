@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{HeaderValue, Request, Response};
 use palisade::trace::{
-    ClientTraceLayer, ServerTraceLayer, SpanId, TraceContext, TraceContextLayer, TraceFlags, TraceId,
-    TraceParent,
+    ClientTraceLayer, Incoming, ServerTraceLayer, SpanId, TraceContext, TraceFlags, TraceId, TraceParent,
 };
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -180,7 +179,7 @@ proptest::proptest! {
 
 #[tokio::test]
 async fn continues_a_valid_traceparent_with_a_new_span_and_echoes_it() {
-    let res = serve(TraceContextLayer::server(), request(&[("traceparent", TRACEPARENT)])).await;
+    let res = serve(ServerTraceLayer::new(), request(&[("traceparent", TRACEPARENT)])).await;
     let ctx = res.body().clone().expect("context in the extensions");
     assert_eq!(ctx.trace_id().to_string(), TRACE_ID);
     assert_eq!(ctx.parent_span_id().unwrap().to_string(), PARENT_ID);
@@ -192,7 +191,7 @@ async fn continues_a_valid_traceparent_with_a_new_span_and_echoes_it() {
 #[tokio::test]
 async fn keeps_the_unsampled_flag() {
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    let res = serve(TraceContextLayer::server(), request(&[("traceparent", tp)])).await;
+    let res = serve(ServerTraceLayer::new(), request(&[("traceparent", tp)])).await;
     assert!(!res.body().as_ref().unwrap().flags().is_sampled());
     assert!(header(&res, "traceparent").unwrap().ends_with("-00"));
 }
@@ -215,7 +214,7 @@ async fn starts_a_new_trace_when_traceparent_is_absent_invalid_or_duplicated() {
     ];
     let mut trace_ids = Vec::new();
     for req in cases {
-        let res = serve(TraceContextLayer::server(), req).await;
+        let res = serve(ServerTraceLayer::new(), req).await;
         let ctx = res.body().clone().unwrap();
         assert_ne!(ctx.trace_id().to_string(), TRACE_ID);
         assert_eq!(ctx.parent_span_id(), None);
@@ -233,7 +232,7 @@ async fn starts_a_new_trace_when_traceparent_is_absent_invalid_or_duplicated() {
 async fn tracestate_of(lines: &[&str]) -> Option<HeaderValue> {
     let mut headers = vec![("traceparent", TRACEPARENT)];
     headers.extend(lines.iter().map(|line| ("tracestate", *line)));
-    let res = serve(TraceContextLayer::server(), request(&headers)).await;
+    let res = serve(ServerTraceLayer::new(), request(&headers)).await;
     let ctx = res.body().clone().unwrap();
     assert_eq!(ctx.trace_id().to_string(), TRACE_ID, "a bad tracestate never fails the traceparent");
     ctx.trace_state().cloned()
@@ -258,23 +257,16 @@ async fn passes_a_well_formed_tracestate_through() {
 }
 
 #[tokio::test]
-async fn drops_a_malformed_or_oversized_tracestate() {
-    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
-    let too_many = members.join(",");
-    let too_long = format!("a={},b={}", "x".repeat(254), "y".repeat(254));
-    assert_eq!(too_long.len(), 513);
+async fn drops_a_malformed_tracestate() {
     let cases: &[&[&str]] = &[
-        &[&too_many],
-        &[&too_long],
-        &[&members[..20].join(","), &members[20..].join(",")], // 33 over two lines
-        &["Congo=t61"],                                        // uppercase key
-        &["congo"],                                            // no value
-        &["congo="],                                           // empty value
-        &["congo=a=b"],                                        // `=` in value
-        &["1congo=x"],                                         // simple key starts with a digit
-        &["t@system-too-long=x"],                              // system id over 14 characters
-        &[&format!("a={}", "x".repeat(257))],                  // value over 256 characters
-        &["congo=1,congo=2"],                                  // duplicate key
+        &["Congo=t61"],                       // uppercase key
+        &["congo"],                           // no value
+        &["congo="],                          // empty value
+        &["congo=a=b"],                       // `=` in value
+        &["1congo=x"],                        // simple key starts with a digit
+        &["t@system-too-long=x"],             // system id over 14 characters
+        &[&format!("a={}", "x".repeat(257))], // value over 256 characters
+        &["congo=1,congo=2"],                 // duplicate key
         &["congo=1", "congo=2"],
         &["  ,  "],
     ];
@@ -284,10 +276,112 @@ async fn drops_a_malformed_or_oversized_tracestate() {
 }
 
 #[tokio::test]
+async fn truncates_an_oversized_tracestate_as_the_specification_says() {
+    // Over 32 members: the first 32 are kept, on one line or two.
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let first_32 = members[..32].join(",");
+    assert_eq!(tracestate_of(&[&members.join(",")]).await.unwrap(), first_32.as_str());
+    let two_lines = [members[..20].join(","), members[20..].join(",")];
+    assert_eq!(tracestate_of(&[&two_lines[0], &two_lines[1]]).await.unwrap(), first_32.as_str());
+
+    // Over 512 characters: members over 128 characters go first, from the end...
+    let big = |key: &str, n: usize| format!("{key}={}", "x".repeat(n));
+    let (a, b, c, d) = (big("a", 200), big("b", 100), big("c", 200), big("d", 100));
+    let list = [a.as_str(), &b, &c, &d].join(",");
+    assert_eq!(list.len(), 611);
+    let expected = [a.as_str(), &b, &d].join(",");
+    assert_eq!(tracestate_of(&[&list]).await.unwrap(), expected.as_str(), "c, the last large one, goes");
+
+    // ... then any member from the end.
+    let small: Vec<String> = (0..6).map(|i| big(&format!("s{i}"), 100)).collect();
+    let list = small.join(",");
+    assert_eq!(list.len(), 6 * 103 + 5);
+    assert_eq!(tracestate_of(&[&list]).await.unwrap(), small[..4].join(",").as_str());
+
+    // The length counts the commas between members; 513 loses its last member.
+    let too_long = format!("a={},b={}", "x".repeat(254), "y".repeat(254));
+    assert_eq!(too_long.len(), 513);
+    assert_eq!(tracestate_of(&[&too_long]).await.unwrap(), format!("a={}", "x".repeat(254)).as_str());
+}
+
+#[tokio::test]
+async fn by_default_the_callers_sampled_flag_and_tracestate_are_trusted() {
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let req = request(&[("traceparent", unsampled), ("tracestate", "congo=t61")]);
+    let ctx = serve(ServerTraceLayer::new(), req).await.into_body().unwrap();
+    assert!(!ctx.flags().is_sampled());
+    assert_eq!(ctx.trace_state().unwrap(), "congo=t61");
+}
+
+#[tokio::test]
+async fn at_the_edge_the_trace_id_is_kept_but_sampling_and_tracestate_are_ours() {
+    let edge =
+        |ratio| ServerTraceLayer::builder().incoming(Incoming::Edge).sample_ratio(ratio).build().unwrap();
+    for flags in ["00", "01"] {
+        let tp = format!("00-{TRACE_ID}-{PARENT_ID}-{flags}");
+        for (ratio, sampled) in [(0.0, false), (1.0, true)] {
+            let req = request(&[("traceparent", &tp), ("tracestate", "congo=t61")]);
+            let res = serve(edge(ratio), req).await;
+            let ctx = res.body().clone().unwrap();
+            assert_eq!(ctx.trace_id().to_string(), TRACE_ID, "kept for correlation");
+            assert_eq!(ctx.parent_span_id().unwrap().to_string(), PARENT_ID);
+            assert_eq!(ctx.flags().is_sampled(), sampled, "caller said {flags}, ratio {ratio}");
+            assert_eq!(ctx.trace_state(), None, "the caller's tracestate is not passed on");
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_the_edge_a_caller_cannot_pick_trace_ids_that_are_always_sampled() {
+    // With a 25 % ratio, an id whose low bits are 0 would always be sampled if the decision came from
+    // the caller's id. At the edge it is a draw: about a quarter of the requests are sampled.
+    let edge = ServerTraceLayer::builder().incoming(Incoming::Edge).sample_ratio(0.25).build().unwrap();
+    let tp = "00-4bf92f3577b34da60000000000000000-00f067aa0ba902b7-01";
+    let mut sampled = 0;
+    for _ in 0..4000 {
+        let ctx = serve(edge, request(&[("traceparent", tp)])).await.into_body().unwrap();
+        assert_eq!(ctx.trace_id().to_string(), "4bf92f3577b34da60000000000000000");
+        sampled += usize::from(ctx.flags().is_sampled());
+    }
+    assert!((850..=1150).contains(&sampled), "{sampled} of 4000");
+}
+
+#[tokio::test]
+async fn restart_ignores_the_callers_context() {
+    let layer = ServerTraceLayer::builder().incoming(Incoming::Restart).build().unwrap();
+    let req = request(&[("traceparent", TRACEPARENT), ("tracestate", "congo=t61")]);
+    let ctx = serve(layer, req).await.into_body().unwrap();
+    assert_ne!(ctx.trace_id().to_string(), TRACE_ID);
+    assert_eq!(ctx.parent_span_id(), None);
+    assert_eq!(ctx.trace_state(), None);
+}
+
+#[tokio::test]
+async fn new_traces_are_sampled_at_the_ratio_decided_from_the_trace_id() {
+    let layer = ServerTraceLayer::builder().sample_ratio(0.25).build().unwrap();
+    let mut sampled = 0;
+    let n = 4000;
+    for _ in 0..n {
+        let ctx = serve(layer, request(&[])).await.into_body().unwrap();
+        // The decision is TraceIdRatioBased's: the trace id's low 64 bits, shifted once, below
+        // ratio × 2⁶³.
+        let low = u128::from_be_bytes(ctx.trace_id().to_bytes()) as u64;
+        assert_eq!(ctx.flags().is_sampled(), (low >> 1) < (1u64 << 61), "{:?}", ctx.trace_id());
+        sampled += usize::from(ctx.flags().is_sampled());
+    }
+    // Random ids: 1000 expected, and 4 standard deviations (27) either side is far from flaky.
+    assert!((850..=1150).contains(&sampled), "{sampled} of {n}");
+    assert!(ServerTraceLayer::builder().sample_ratio(-0.1).build().is_err());
+    assert!(ServerTraceLayer::builder().sample_ratio(f64::NAN).build().is_err());
+}
+
+#[tokio::test]
 async fn echo_can_be_turned_off() {
-    let res =
-        serve(TraceContextLayer::server().echo_traceparent(false), request(&[("traceparent", TRACEPARENT)]))
-            .await;
+    let res = serve(
+        ServerTraceLayer::builder().echo_traceparent(false).build().unwrap(),
+        request(&[("traceparent", TRACEPARENT)]),
+    )
+    .await;
     assert_eq!(header(&res, "traceparent"), None);
     assert!(res.body().is_some());
 }
@@ -361,7 +455,7 @@ fn logging_handler(
 
 #[tokio::test]
 async fn handler_log_lines_carry_the_trace_id() {
-    let svc = TraceContextLayer::server().layer(logging_handler("reserving stock"));
+    let svc = ServerTraceLayer::new().layer(logging_handler("reserving stock"));
     svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
 
     let line = logs().line("reserving stock");
@@ -371,7 +465,11 @@ async fn handler_log_lines_carry_the_trace_id() {
 
 #[tokio::test]
 async fn span_details_add_the_span_id_method_and_path() {
-    let svc = TraceContextLayer::server().span_details(true).layer(logging_handler("releasing stock"));
+    let svc = ServerTraceLayer::builder()
+        .span_details(true)
+        .build()
+        .unwrap()
+        .layer(logging_handler("releasing stock"));
     let res = svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
     let span_id = &header(&res, "traceparent").unwrap()[36..52];
 
@@ -384,8 +482,11 @@ async fn span_details_add_the_span_id_method_and_path() {
 
 #[tokio::test]
 async fn span_level_is_configurable() {
-    let svc =
-        TraceContextLayer::server().level(tracing::Level::DEBUG).layer(logging_handler("charging the card"));
+    let svc = ServerTraceLayer::builder()
+        .level(tracing::Level::DEBUG)
+        .build()
+        .unwrap()
+        .layer(logging_handler("charging the card"));
     let res = svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
 
     // The DEBUG span is filtered out by the INFO subscriber; propagation still works.
@@ -400,8 +501,8 @@ type MockClient = tower_test::mock::Mock<Request<()>, Response<()>>;
 /// by hand; returns the server's response and the request the downstream received.
 async fn serve_calling_downstream(req: Request<()>) -> (Response<()>, Request<()>) {
     let (mock, mut downstream) = tower_test::mock::pair::<Request<()>, Response<()>>();
-    let client = TraceContextLayer::client().layer(mock);
-    let server = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
+    let client = ClientTraceLayer::new().layer(mock);
+    let server = ServerTraceLayer::new().layer(service_fn(move |_req: Request<()>| {
         let client: palisade::trace::ClientTrace<MockClient> = client.clone();
         async move {
             let out = Request::builder().uri("http://inventory/v1/stock/sku-1").body(()).unwrap();
@@ -478,7 +579,7 @@ async fn a_context_in_the_request_extensions_wins() {
 async fn current_is_set_only_while_the_handler_is_polled() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen_in_handler = seen.clone();
-    let svc = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
+    let svc = ServerTraceLayer::new().layer(service_fn(move |_req: Request<()>| {
         let seen = seen_in_handler.clone();
         let in_call = TraceContext::current(); // the service's `call` runs inside the scope too
         async move {
@@ -501,8 +602,8 @@ async fn current_is_set_only_while_the_handler_is_polled() {
 
 #[tokio::test]
 async fn nested_servers_restore_the_outer_context() {
-    let inner = TraceContextLayer::server().layer(service_fn(echo_context));
-    let outer = TraceContextLayer::server().layer(service_fn(move |_req: Request<()>| {
+    let inner = ServerTraceLayer::new().layer(service_fn(echo_context));
+    let outer = ServerTraceLayer::new().layer(service_fn(move |_req: Request<()>| {
         let inner = inner.clone();
         async move {
             let before = TraceContext::current().unwrap();
@@ -542,7 +643,7 @@ async fn axum_handlers_read_the_context_and_spans_carry_the_route() {
 
     let app = Router::new()
         .route("/orders/{id}", get(get_order))
-        .layer(TraceContextLayer::server().span_details(true));
+        .layer(ServerTraceLayer::builder().span_details(true).build().unwrap());
     let req = Request::builder()
         .uri("/orders/7")
         .header("traceparent", TRACEPARENT)
@@ -580,7 +681,7 @@ async fn the_axum_extractor_without_the_server_layer_is_a_500_problem_and_option
     let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
     assert_eq!(body, "false");
 
-    let traced = app.layer(TraceContextLayer::server());
+    let traced = app.layer(ServerTraceLayer::new());
     let res = traced.oneshot(get_uri("/optional")).await.unwrap();
     let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
     assert_eq!(body, "true");

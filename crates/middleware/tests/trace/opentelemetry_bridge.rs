@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use http::{Request, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{self as otel, TraceContextExt as _};
-use palisade::trace::{TraceContext, TraceContextLayer, TraceParent};
+use palisade::trace::{ServerTraceLayer, TraceContext, TraceParent};
 use tower::{Layer, ServiceExt, service_fn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -20,7 +20,7 @@ async fn the_request_span_has_the_callers_span_as_opentelemetry_parent() {
     let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer());
     let _guard = super::set_default(subscriber);
 
-    let svc = TraceContextLayer::server().layer(service_fn(|_req: Request<()>| async {
+    let svc = ServerTraceLayer::new().layer(service_fn(|_req: Request<()>| async {
         // The no-op tracer's span carries its parent's span context: the caller's.
         let cx = tracing::Span::current().context();
         let parent = cx.span().span_context().clone();
@@ -143,7 +143,7 @@ async fn a_new_trace_takes_the_exporters_ids() {
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer.clone()));
     let _guard = super::set_default(subscriber);
 
-    let svc = TraceContextLayer::server().layer(service_fn(|_req: Request<()>| async move {
+    let svc = ServerTraceLayer::new().layer(service_fn(|_req: Request<()>| async move {
         Ok::<_, Infallible>(Response::new(TraceContext::current()))
     }));
     let res = svc.oneshot(request(&[])).await.unwrap();
