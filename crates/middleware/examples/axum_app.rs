@@ -32,7 +32,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use palisade::Deadline;
 use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::metrics::DURATION_BUCKETS;
 use palisade::problem::{Problem, problem_for_error};
@@ -70,12 +69,10 @@ async fn product(State(state): State<Storefront>, trace: TraceContext, req: Requ
     let trace_id = trace.trace_id();
     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     let id = req.uri().path().rsplit('/').next().unwrap_or("0").to_owned();
-    let mut out = http::Request::get(format!("{}/v1/prices/{id}{query}", state.prices_base))
+    // No deadline copying: the client stack gives the call what is left of our caller's budget.
+    let out = http::Request::get(format!("{}/v1/prices/{id}{query}", state.prices_base))
         .body(Full::default())
         .expect("valid request");
-    if let Some(deadline) = Deadline::of(&req) {
-        deadline.apply(&mut out); // the downstream gets what is left of our caller's budget
-    }
     let problem = match state.prices.oneshot(out).await {
         Ok(res) if res.status().is_success() => {
             let body =

@@ -4,10 +4,49 @@
 //! header and stores a [`Deadline`] in the request's extensions; handlers read it with
 //! [`Deadline::of`]; the retry layer never sleeps past it; the client side writes what remains of it on
 //! outgoing calls.
+//!
+//! **Deadlines flow by themselves**, like the trace context: while the server deadline layer polls the
+//! handler, the request's deadline is the thread's [current](Deadline::current) one, and the client
+//! deadline layer gives an outgoing request without a deadline of its own the current one. So a handler
+//! that calls another service passes nothing along. Work moved to another task carries it with
+//! [`propagate`]: `tokio::spawn(palisade::deadline::propagate(async move { … }))`.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use palisade::Deadline;
+//! use palisade::deadline::propagate;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let deadline = Deadline::after(Duration::from_secs(2));
+//! let seen = Deadline::scope(Some(deadline), async {
+//!     assert_eq!(Deadline::current(), Some(deadline));
+//!     // A spawned task sees it only when it is carried over.
+//!     tokio::spawn(propagate(async { Deadline::current() })).await.unwrap()
+//! })
+//! .await;
+//! assert_eq!(seen, Some(deadline));
+//! assert_eq!(Deadline::current(), None); // outside the scope again
+//! # }
+//! ```
 
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
+
+thread_local! {
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// What `Deadline::after` gives for a budget too large for the clock: far enough to be no limit.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// An absolute instant by which the work on a request must be done.
 ///
@@ -21,9 +60,22 @@ impl Deadline {
         Self(instant)
     }
 
-    /// A deadline `budget` from now.
+    /// A deadline `budget` from now. A budget too large for the clock (`Duration::MAX`) saturates to
+    /// a deadline a century away instead of panicking.
     pub fn after(budget: Duration) -> Self {
-        Self(Instant::now() + budget)
+        let now = Instant::now();
+        Self(now.checked_add(budget).or_else(|| now.checked_add(FAR_FUTURE)).unwrap_or(now))
+    }
+
+    /// The thread's current deadline: the deadline of the request whose handler is being polled
+    /// (set by the server deadline layer), or the one given to [`Deadline::scope`] or [`propagate`].
+    pub fn current() -> Option<Self> {
+        CURRENT.with(Cell::get)
+    }
+
+    /// Runs `fut` with `deadline` as the [current](Self::current) one while it is polled.
+    pub fn scope<F: Future>(deadline: Option<Self>, fut: F) -> Scoped<F> {
+        Scoped { inner: fut, deadline }
     }
 
     /// The instant of the deadline.
@@ -60,9 +112,58 @@ impl Deadline {
     }
 }
 
+/// Runs `fut` with the current deadline (captured now) as the current one while it is polled: for work
+/// spawned onto another task, which a thread's current deadline does not follow.
+pub fn propagate<F: Future>(fut: F) -> Scoped<F> {
+    Deadline::scope(Deadline::current(), fut)
+}
+
+pin_project! {
+    /// A future polled with a [current](Deadline::current) deadline; from [`Deadline::scope`] and
+    /// [`propagate`], and the response future of the server deadline layer.
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        deadline: Option<Deadline>,
+    }
+}
+
+/// Restores the previous current deadline, also when the inner poll panics.
+struct Restore(Option<Deadline>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.0));
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _restore = Restore(CURRENT.with(|current| current.replace(*this.deadline)));
+        this.inner.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped").field("deadline", &self.deadline).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn after_never_panics_on_a_budget_too_large_for_the_clock() {
+        let d = Deadline::after(Duration::MAX);
+        assert!(d.remaining() > Duration::from_secs(50 * 365 * 24 * 3600));
+        assert!(!d.is_expired());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn remaining_counts_down_and_saturates() {

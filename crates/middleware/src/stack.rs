@@ -242,6 +242,7 @@ impl ClientStack {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             retry: None,
             breaker: None,
+            deadline_header: None,
             trace: ClientTraceLayer::new(),
         }
     }
@@ -278,6 +279,7 @@ pub struct ClientStackBuilder {
     attempt_timeout: Duration,
     retry: Option<RetryLayer>,
     breaker: Option<CircuitBreakerLayer>,
+    deadline_header: Option<String>,
     trace: ClientTraceLayer,
 }
 
@@ -292,6 +294,14 @@ impl ClientStackBuilder {
     /// The timeout of one attempt (default [`DEFAULT_ATTEMPT_TIMEOUT`], 2 s).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
+        self
+    }
+
+    /// The header the remaining budget is written in, to match the downstream's
+    /// [`ServerDeadlineBuilder::header`](crate::timeout::ServerDeadlineBuilder::header) (default
+    /// `x-request-timeout-ms`). An invalid name is reported by [`build`](Self::build).
+    pub fn deadline_header(mut self, name: &str) -> Self {
+        self.deadline_header = Some(name.to_owned());
         self
     }
 
@@ -322,7 +332,11 @@ impl ClientStackBuilder {
             .write_headers(false)
             .name(peer.clone())
             .build()?;
-        let attempt_deadline = ClientDeadlineLayer::builder().name(peer.clone()).build()?;
+        let mut attempt_deadline = ClientDeadlineLayer::builder().name(peer.clone());
+        if let Some(header) = &self.deadline_header {
+            attempt_deadline = attempt_deadline.header(header);
+        }
+        let attempt_deadline = attempt_deadline.build()?;
         let attempt_timeout = TimeoutLayer::builder(self.attempt_timeout).name(peer.clone()).build()?;
         let retry = match self.retry {
             Some(retry) => retry,

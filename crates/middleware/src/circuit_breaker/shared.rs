@@ -36,7 +36,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge};
+use metrics::Label;
 use tokio::time::Instant;
 
 use super::config::{Config, Window};
@@ -44,6 +44,7 @@ use super::error::CircuitOpen;
 use super::handle::{Snapshot, State};
 use super::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use super::window::{Aggregate, EPOCH_MASK, Shard, Slots};
+use crate::metric_handles::{LazyCounter, LazyGauge};
 use crate::metric_names;
 
 const STATE_BITS: u32 = 3;
@@ -103,9 +104,9 @@ enum Event {
 /// Metric handles, resolved once.
 #[derive(Debug)]
 struct Metrics {
-    state: [Gauge; 6],
-    transitions: [Counter; 6],
-    rejected: Counter,
+    state: [LazyGauge; 6],
+    transitions: [LazyCounter; 6],
+    rejected: LazyCounter,
     /// Serialises the gauge updates of racing transitions, so that the last one written is the
     /// current state. Never held with the breaker's mutex.
     gauges: Mutex<()>,
@@ -117,16 +118,15 @@ impl Metrics {
             CIRCUIT_BREAKER_REJECTED_CALLS, CIRCUIT_BREAKER_STATE, CIRCUIT_BREAKER_TRANSITIONS, LABEL_NAME,
             LABEL_STATE,
         };
-        let name = name.to_owned();
-        let state = State::ALL.map(
-            |s| metrics::gauge!(CIRCUIT_BREAKER_STATE, LABEL_NAME => name.clone(), LABEL_STATE => s.as_str()),
-        );
-        let transitions = State::ALL.map(|s| {
-            metrics::counter!(CIRCUIT_BREAKER_TRANSITIONS, LABEL_NAME => name.clone(), LABEL_STATE => s.as_str())
-        });
-        let rejected = metrics::counter!(CIRCUIT_BREAKER_REJECTED_CALLS, LABEL_NAME => name);
+        // Lazy: a breaker built before `main` installs its recorder still records its series.
+        let labels =
+            |s: State| vec![Label::new(LABEL_NAME, name.to_owned()), Label::new(LABEL_STATE, s.as_str())];
+        let state = State::ALL.map(|s| LazyGauge::new(CIRCUIT_BREAKER_STATE, labels(s)));
+        let transitions = State::ALL.map(|s| LazyCounter::new(CIRCUIT_BREAKER_TRANSITIONS, labels(s)));
+        let rejected =
+            LazyCounter::new(CIRCUIT_BREAKER_REJECTED_CALLS, vec![Label::new(LABEL_NAME, name.to_owned())]);
         for (gauge, s) in state.iter().zip(State::ALL) {
-            gauge.set(if s == State::Closed { 1.0 } else { 0.0 });
+            gauge.get().set(if s == State::Closed { 1.0 } else { 0.0 });
         }
         Self { state, transitions, rejected, gauges: Mutex::new(()) }
     }
@@ -273,7 +273,7 @@ impl Shared {
 
     /// A rejection decided earlier (by `poll_ready`), counted now.
     pub(crate) fn reject_with(&self, open: CircuitOpen) -> CircuitOpen {
-        self.metrics.rejected.increment(1);
+        self.metrics.rejected.get().increment(1);
         open
     }
 
@@ -322,13 +322,13 @@ impl Shared {
         drop(inner);
         self.emit(event);
         if matches!(admission, Admission::Reject(_)) {
-            self.metrics.rejected.increment(1);
+            self.metrics.rejected.get().increment(1);
         }
         admission
     }
 
     fn reject(&self, retry_after: Duration) -> Admission {
-        self.metrics.rejected.increment(1);
+        self.metrics.rejected.get().increment(1);
         Admission::Reject(CircuitOpen::new(retry_after))
     }
 
@@ -588,14 +588,14 @@ impl Shared {
                     let _serialised = self.metrics.gauges.lock().unwrap_or_else(PoisonError::into_inner);
                     let current = self.state();
                     for (gauge, s) in self.metrics.state.iter().zip(State::ALL) {
-                        gauge.set(if s == current { 1.0 } else { 0.0 });
+                        gauge.get().set(if s == current { 1.0 } else { 0.0 });
                     }
                 }
-                self.metrics.transitions[to.index()].increment(1);
+                self.metrics.transitions[to.index()].get().increment(1);
                 tracing::info!(breaker = %self.config.name, %from, %to, "circuit breaker state changed");
             }
             Some(Event::WouldOpen { calls, failures, slow_calls }) => {
-                self.metrics.transitions[State::Open.index()].increment(1);
+                self.metrics.transitions[State::Open.index()].get().increment(1);
                 tracing::warn!(
                     breaker = %self.config.name, calls, failures, slow_calls,
                     "circuit breaker would open (metrics only: calls keep passing)"

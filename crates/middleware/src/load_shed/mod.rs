@@ -69,12 +69,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use metrics::Counter;
+use metrics::Label;
 use tower::Service;
 
 use self::error::Overloaded;
 use self::future::{Permit, ResponseFuture};
 pub use self::layer::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_AFTER, LoadShedBuilder, LoadShedLayer};
+use crate::metric_handles::LazyCounter;
 use crate::{BoxError, metric_names};
 
 /// A service that refuses requests over its limit of requests in flight; made by [`LoadShedLayer`].
@@ -128,13 +129,14 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     max: usize,
     retry_after: Duration,
-    rejected: Counter,
+    rejected: LazyCounter,
 }
 
 impl Shared {
     fn new(name: &str, max: usize, retry_after: Duration) -> Self {
-        let rejected =
-            metrics::counter!(metric_names::LOAD_SHED_REJECTED, metric_names::LABEL_NAME => name.to_owned());
+        // Lazy: a layer built before `main` installs its recorder still records.
+        let labels = vec![Label::new(metric_names::LABEL_NAME, name.to_owned())];
+        let rejected = LazyCounter::new(metric_names::LOAD_SHED_REJECTED, labels);
         Self { in_flight: AtomicUsize::new(0), max, retry_after, rejected }
     }
 
@@ -157,7 +159,7 @@ impl Shared {
 
     #[cold]
     fn refuse(&self) -> Overloaded {
-        self.rejected.increment(1);
+        self.rejected.get().increment(1);
         // Uniform in [base, 2 × base): refused clients spread over the next interval.
         Overloaded::new(self.retry_after.mul_f64(1.0 + fastrand::f64()))
     }

@@ -5,12 +5,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderName, Request};
-use metrics::Counter;
+use metrics::Label;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::future::ClientDeadlineFuture;
 use super::{BUDGET_HEADER, GRPC_TIMEOUT, budget, header_name};
+use crate::metric_handles::LazyCounter;
 use crate::metric_names::{LABEL_KIND, LABEL_NAME, TIMEOUTS};
 use crate::{BoxError, Deadline, InvalidConfig};
 
@@ -23,13 +24,16 @@ pub struct ClientDeadlineLayer {
     shared: Arc<ClientShared>,
 }
 
+/// Less than this left fails locally with `DeadlineExceeded` instead of being sent.
+const MIN_BUDGET: Duration = Duration::from_millis(1);
+
 struct ClientShared {
     header: HeaderName,
     grpc_timeout: bool,
     write_headers: bool,
     default_budget: Option<Duration>,
     name: Cow<'static, str>,
-    expired: Counter,
+    expired: LazyCounter,
 }
 
 impl fmt::Debug for ClientShared {
@@ -133,7 +137,8 @@ impl ClientDeadlineBuilder {
         if self.default_budget.is_some_and(|d| d.is_zero()) {
             return Err(InvalidConfig::new("default_budget", "must be greater than zero"));
         }
-        let expired = metrics::counter!(TIMEOUTS, LABEL_NAME => self.name.clone(), LABEL_KIND => "deadline");
+        let labels = vec![Label::new(LABEL_NAME, self.name.clone()), Label::new(LABEL_KIND, "deadline")];
+        let expired = LazyCounter::new(TIMEOUTS, labels);
         let shared = ClientShared {
             header,
             grpc_timeout: self.grpc_timeout,
@@ -170,7 +175,10 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
-        let remaining = match (Deadline::of(&req), shared.default_budget) {
+        // A request without a deadline of its own gets the current one: the deadline of the request
+        // being handled (docs of `crate::deadline`), with no code in the handler.
+        let own = Deadline::of(&req).or_else(|| Deadline::current().map(|current| current.apply(&mut req)));
+        let remaining = match (own, shared.default_budget) {
             (Some(deadline), _) => deadline.remaining(),
             (None, Some(budget)) => {
                 if let Some(at) = Instant::now().checked_add(budget) {
@@ -180,8 +188,9 @@ where
             }
             (None, None) => return ClientDeadlineFuture::called(self.inner.call(req)),
         };
-        if remaining.is_zero() {
-            shared.expired.increment(1);
+        // Under a millisecond is `x-request-timeout-ms: 0` on the wire: the call could not succeed.
+        if remaining < MIN_BUDGET {
+            shared.expired.get().increment(1);
             tracing::debug!(name = %shared.name, "deadline passed before sending the call");
             return ClientDeadlineFuture::expired();
         }

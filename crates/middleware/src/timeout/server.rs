@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::{BUDGET_HEADER, GRPC_TIMEOUT, budget, header_name};
+use crate::deadline::Scoped;
 use crate::{Deadline, InvalidConfig};
 
 /// Reads the caller's remaining budget from request headers and stores it as a [`Deadline`] in the
@@ -170,7 +171,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Scoped<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -180,6 +181,8 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         self.config.extract(&mut req);
-        self.inner.call(req)
+        // The handler's outgoing calls carry what is left of it with no code in the handler.
+        let deadline = Deadline::of(&req);
+        Deadline::scope(deadline, self.inner.call(req))
     }
 }

@@ -510,3 +510,83 @@ async fn malformed_budgets_are_logged_at_debug() {
         "{logs}"
     );
 }
+
+/// A downstream that records the budget header of each call it gets.
+fn recording_downstream(
+    header: &'static str,
+) -> (
+    impl tower::Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let svc = service_fn(move |req: Req| {
+        let value = req.headers().get(header).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        record.lock().unwrap().push(value);
+        async { Ok::<_, Infallible>(Response::new(())) }
+    });
+    (svc, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_call_carries_what_is_left_of_the_callers_deadline_with_no_code_in_the_handler() {
+    let (downstream, seen) = recording_downstream("x-request-timeout-ms");
+    let client = ClientDeadlineLayer::new().layer(downstream);
+    let server = ServerDeadlineLayer::new().layer(service_fn(move |_req: Req| {
+        let client = client.clone();
+        async move {
+            advance(ms(300)).await; // the handler works a while first
+            // A fresh request, nothing copied from the incoming one.
+            client.clone().oneshot(Request::new(())).await?;
+            // Spawned work carries it with `propagate`.
+            let spawned = client;
+            tokio::spawn(palisade::deadline::propagate(
+                async move { spawned.oneshot(Request::new(())).await },
+            ))
+            .await
+            .unwrap()?;
+            Ok::<_, BoxError>(Response::new(()))
+        }
+    }));
+    let req = Request::builder().header("x-request-timeout-ms", "1000").body(()).unwrap();
+    server.oneshot(req).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["700", "700"]);
+    assert_eq!(Deadline::current(), None, "the deadline is current only while the handler is polled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_millisecond_left_fails_locally_and_never_reaches_the_downstream() {
+    let (downstream, seen) = recording_downstream("x-request-timeout-ms");
+    let mut client = ClientDeadlineLayer::new().layer(downstream);
+    let mut req = Request::new(());
+    Deadline::after(Duration::from_micros(900)).apply(&mut req);
+    let err = tower::Service::call(client.ready().await.unwrap(), req).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert!(seen.lock().unwrap().is_empty(), "a call with no time left was sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_presets_header_name_matches_a_custom_server_header() {
+    use palisade::stack::ClientStack;
+    let (downstream, seen) = recording_downstream("x-budget");
+    let stack = ClientStack::builder("custom").deadline_header("x-budget").build().unwrap();
+    let client = stack.layer(service_fn(
+        move |req: Request<palisade::retry::RetryBody<http_body_util::Empty<bytes::Bytes>>>| {
+            let (parts, _) = req.into_parts();
+            downstream.clone().oneshot(Request::from_parts(parts, ()))
+        },
+    ));
+    let server = ServerDeadlineLayer::builder().header("x-budget").build().unwrap().layer(service_fn(
+        move |_req: Req| {
+            let client = client.clone();
+            async move {
+                client.oneshot(Request::new(http_body_util::Empty::new())).await?;
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        },
+    ));
+    let req = Request::builder().header("x-budget", "250").body(()).unwrap();
+    server.oneshot(req).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["250"]);
+    assert!(ClientStack::builder("bad").deadline_header("not a header").build().is_err());
+}
