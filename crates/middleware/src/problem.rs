@@ -9,7 +9,7 @@
 //! | [`Overloaded`](crate::load_shed::error::Overloaded) | `503 Service Unavailable` | `Retry-After` (jittered, whole seconds, at least 1) |
 //! | [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen) | `503 Service Unavailable` | `Retry-After` (whole seconds, at least 1) |
 //! | [`Elapsed`](crate::timeout::error::Elapsed) | `504 Gateway Timeout` | |
-//! | [`DeadlineExceeded`](crate::timeout::error::DeadlineExceeded) | `504 Gateway Timeout` | |
+//! | [`DeadlineExceeded`](crate::timeout::error::DeadlineExceeded) | `504 Gateway Timeout` | [`DEADLINE_EXCEEDED_HEADER`](crate::classify::DEADLINE_EXCEEDED_HEADER)`: 1`, so the caller's breaker ignores it |
 //! | anything else | `500 Internal Server Error` | the cause is logged, never sent |
 //!
 //! A retry whose budget is exhausted is not an error: the retry layer returns the last failure as it
@@ -110,6 +110,8 @@ pub struct Problem {
     detail: Option<String>,
     retry_after: Option<Duration>,
     trace_id: Option<String>,
+    /// A 504 for the caller's own expired deadline: marked so that the caller's breaker ignores it.
+    deadline_exceeded: bool,
 }
 
 impl Problem {
@@ -122,6 +124,7 @@ impl Problem {
             detail: None,
             retry_after: None,
             trace_id: None,
+            deadline_exceeded: false,
         }
     }
 
@@ -186,6 +189,9 @@ impl Problem {
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if self.deadline_exceeded {
+            headers.insert(crate::classify::DEADLINE_EXCEEDED_HEADER, HeaderValue::from_static("1"));
+        }
         if let Some(after) = self.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -266,12 +272,12 @@ fn known_problem(err: &(dyn StdError + 'static)) -> Option<Problem> {
     }
     #[cfg(feature = "timeout")]
     if err.is::<crate::timeout::error::DeadlineExceeded>() {
-        return Some(
-            Problem::new(StatusCode::GATEWAY_TIMEOUT)
-                .with_type("https://palisade.dev/problems/deadline-exceeded")
-                .with_title("Deadline exceeded")
-                .with_detail("the caller's deadline passed before the request was answered"),
-        );
+        let mut problem = Problem::new(StatusCode::GATEWAY_TIMEOUT)
+            .with_type("https://palisade.dev/problems/deadline-exceeded")
+            .with_title("Deadline exceeded")
+            .with_detail("the caller's deadline passed before the request was answered");
+        problem.deadline_exceeded = true;
+        return Some(problem);
     }
     None
 }
@@ -433,6 +439,19 @@ mod tests {
             .with_retry_after(Duration::ZERO)
             .into_http_response::<Full<Bytes>>();
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[cfg(feature = "timeout")]
+    #[test]
+    fn a_deadline_exceeded_504_is_marked_and_a_timeout_504_is_not() {
+        use crate::classify::DEADLINE_EXCEEDED_HEADER;
+        let expired = problem_for_error(&crate::timeout::error::DeadlineExceeded::new());
+        let res = expired.into_http_response::<Full<Bytes>>();
+        assert_eq!(res.headers()[DEADLINE_EXCEEDED_HEADER], "1");
+        let elapsed = problem_for_error(&crate::timeout::error::Elapsed::new());
+        assert!(
+            !elapsed.into_http_response::<Full<Bytes>>().headers().contains_key(DEADLINE_EXCEEDED_HEADER)
+        );
     }
 
     #[test]

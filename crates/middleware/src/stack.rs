@@ -11,10 +11,11 @@
 //! | [metrics](crate::metrics) | outside the error mapping, so it records the status the client really got (503, 504) |
 //! | [problem](crate::problem) | turns every layer error below into problem+json: the stack is `Infallible` for axum |
 //! | [load shedding](crate::load_shed) | refuses what is over the limit of requests in flight before any work is done |
-//! | [server deadline](crate::timeout::ServerDeadlineLayer) | stores the caller's budget before the timeout reads it |
+//! | [server deadline](crate::timeout::ServerDeadlineLayer) | stores the caller's budget before the timeout reads it, and makes it current for the handler's outgoing calls |
+//! | per-route breaker (optional, off by default) | one breaker per route template, outside the timeout so a hanging handler counts; [`ServerClassifier`]: no 4xx and no caller deadline is a failure |
 //! | [timeout](crate::timeout::TimeoutLayer) | innermost: the server's own limit, clamped to the caller's deadline |
 //!
-//! The server preset has **no error-rate circuit breaker** (see `docs/decisions/008`): what protects
+//! The server preset has **no error-rate circuit breaker** by default (see `docs/decisions/008`): what protects
 //! a server is the limit on requests in flight, which nothing a client sends can trip. A `429` from
 //! the service's own rate limiter, a `4xx` or a caller's expired deadline never makes the service
 //! refuse other clients. Error-rate breakers belong to the *client* side, one per downstream.
@@ -70,9 +71,14 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use tower::Layer;
+use tower::util::Either;
 
 use crate::InvalidConfig;
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry, KeyFn,
+    KeyedCircuitBreaker, KeyedCircuitBreakerLayer,
+};
+use crate::classify::ServerClassifier;
 use crate::load_shed::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_AFTER, LoadShed, LoadShedLayer};
 use crate::metrics::{ClientMetricsLayer, DefaultRoute, Metrics, ServerMetricsLayer};
 use crate::problem::{ProblemLayer, Problems};
@@ -99,7 +105,26 @@ pub struct ServerStack {
     metrics: ServerMetricsLayer,
     load_shed: LoadShedLayer,
     deadline: ServerDeadlineLayer,
+    route_breaker: Option<KeyedCircuitBreakerLayer<RouteTemplate, ServerClassifier>>,
     timeout: TimeoutLayer,
+}
+
+/// The key of the optional per-route breaker: the axum route template (`MatchedPath`); no key, and
+/// so no breaker, without the `axum` feature or for an unmatched request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteTemplate;
+
+impl<B> KeyFn<http::Request<B>> for RouteTemplate {
+    #[inline]
+    fn key<'a>(&self, req: &'a http::Request<B>) -> Option<&'a str> {
+        #[cfg(feature = "axum")]
+        return req.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+        #[cfg(not(feature = "axum"))]
+        {
+            let _ = req;
+            None
+        }
+    }
 }
 
 impl ServerStack {
@@ -113,6 +138,7 @@ impl ServerStack {
             trace: ServerTraceLayer::new(),
             metrics: ServerMetricsLayer::new(),
             deadline: ServerDeadlineLayer::new(),
+            route_breaker: None,
         }
     }
 
@@ -120,17 +146,36 @@ impl ServerStack {
     pub fn load_shed(&self) -> &LoadShedLayer {
         &self.load_shed
     }
+
+    /// The per-route breakers' registry (handles by route template), when they are on.
+    pub fn route_breakers(&self) -> Option<&CircuitBreakerRegistry<ServerClassifier>> {
+        self.route_breaker.as_ref().map(KeyedCircuitBreakerLayer::registry)
+    }
 }
 
 /// The service made by [`ServerStack`].
-pub type ServerStackService<S> =
-    ServerTrace<Metrics<Problems<LoadShed<ServerDeadline<Timeout<S>>>>, DefaultRoute>>;
+pub type ServerStackService<S> = ServerTrace<
+    Metrics<
+        Problems<
+            LoadShed<
+                ServerDeadline<
+                    Either<KeyedCircuitBreaker<Timeout<S>, RouteTemplate, ServerClassifier>, Timeout<S>>,
+                >,
+            >,
+        >,
+        DefaultRoute,
+    >,
+>;
 
 impl<S> Layer<S> for ServerStack {
     type Service = ServerStackService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.timeout.layer(inner);
+        let inner = match &self.route_breaker {
+            Some(breaker) => Either::Left(breaker.layer(inner)),
+            None => Either::Right(inner),
+        };
         let inner = self.deadline.layer(inner);
         let inner = self.load_shed.layer(inner);
         let inner = ProblemLayer::new().layer(inner);
@@ -149,6 +194,7 @@ pub struct ServerStackBuilder {
     trace: ServerTraceLayer,
     metrics: ServerMetricsLayer,
     deadline: ServerDeadlineLayer,
+    route_breaker: Option<crate::circuit_breaker::CircuitBreakerBuilder<ServerClassifier>>,
 }
 
 impl ServerStackBuilder {
@@ -199,6 +245,16 @@ impl ServerStackBuilder {
         self
     }
 
+    /// Adds one circuit breaker per route template (off by default; see the [module docs](self)),
+    /// configured by `breaker` (e.g. `CircuitBreakerLayer::builder().failure_rate_threshold(0.5)`).
+    /// It counts with [`ServerClassifier`] whatever classifier `breaker` had: only 5xx and errors
+    /// (a timed-out handler included) are failures, never a 4xx, a `429` or the caller's deadline.
+    #[cfg(feature = "axum")]
+    pub fn route_breaker<C>(mut self, breaker: crate::circuit_breaker::CircuitBreakerBuilder<C>) -> Self {
+        self.route_breaker = Some(breaker.classifier(ServerClassifier));
+        self
+    }
+
     /// Builds the stack; fails on a zero timeout or a zero `max_in_flight`.
     pub fn build(self) -> Result<ServerStack, InvalidConfig> {
         let timeout = TimeoutLayer::builder(self.timeout).name(self.name.clone()).build()?;
@@ -207,11 +263,16 @@ impl ServerStackBuilder {
             .max_in_flight(self.max_in_flight)
             .retry_after(self.retry_after)
             .build()?;
+        let route_breaker = match self.route_breaker {
+            Some(builder) => Some(builder.build_registry()?.keyed_layer(RouteTemplate)),
+            None => None,
+        };
         Ok(ServerStack {
             trace: self.trace,
             metrics: self.metrics,
             load_shed,
             deadline: self.deadline,
+            route_breaker,
             timeout,
         })
     }

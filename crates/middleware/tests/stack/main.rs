@@ -242,3 +242,42 @@ async fn a_server_answering_its_own_errors_keeps_serving_everyone() {
     let res = http.request(get_req(addr, "/v1/echo/1")).await.unwrap();
     assert_eq!(res.status(), 200, "a healthy route must keep working");
 }
+
+/// The optional per-route breaker sits outside the timeout, so a handler that hangs is counted; it
+/// is keyed by route template, so other routes keep working; and a 429 never counts.
+#[tokio::test(start_paused = true)]
+async fn the_optional_route_breaker_counts_a_hanging_handler_and_only_its_route() {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+    let breaker = CircuitBreakerLayer::builder()
+        .count_window(10)
+        .minimum_calls(5)
+        .failure_rate_threshold(0.5)
+        .open_interval(Duration::from_secs(60));
+    let stack = ServerStack::builder()
+        .name("e2e-route-breaker")
+        .timeout(Duration::from_secs(1))
+        .route_breaker(breaker)
+        .build()
+        .unwrap();
+    let breakers = stack.route_breakers().unwrap().clone();
+    let app = Router::new()
+        .route("/v1/hang", get(|| async { std::future::pending::<&'static str>().await }))
+        .route("/v1/limited", get(|| async { StatusCode::TOO_MANY_REQUESTS }))
+        .route("/v1/ok", get(|| async { "ok" }))
+        .layer(stack);
+    let status = |path: &'static str| {
+        let app = app.clone();
+        async move { app.oneshot(http::Request::get(path).body(Body::empty()).unwrap()).await.unwrap().status() }
+    };
+    for _ in 0..5 {
+        assert_eq!(status("/v1/hang").await, StatusCode::GATEWAY_TIMEOUT);
+    }
+    assert_eq!(breakers.handle("/v1/hang").state(), BreakerState::Open, "timeouts were not counted");
+    assert_eq!(status("/v1/hang").await, StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..50 {
+        assert_eq!(status("/v1/limited").await, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(breakers.handle("/v1/limited").state(), BreakerState::Closed, "429s were counted");
+    assert_eq!(status("/v1/ok").await, StatusCode::OK);
+}

@@ -392,16 +392,16 @@ async fn operational_routes() {
 }
 
 /// A users service on a real port, and a plain HTTP client for it.
-struct Running {
+struct RunningShop {
     base: String,
     health: kit::health::Health,
     keys: JwtKeys,
     trigger: kit::server::ShutdownTrigger,
-    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, String>,
 }
 
-impl Running {
+impl RunningShop {
     async fn start(extra: &[(&str, Value)]) -> Self {
         let settings = settings(&kit::db::temp_sqlite_url("users-port"), extra);
         let app = shop_users::SERVICE.app(&settings).await.unwrap();
@@ -411,10 +411,10 @@ impl Running {
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let (trigger, shutdown) = kit::server::Shutdown::manual();
-        let running = tokio::spawn(server.run(shutdown));
+        let server = tokio::spawn(server.run(shutdown));
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Self { base: format!("http://{addr}"), health, keys, trigger, running, client }
+        Self { base: format!("http://{addr}"), health, keys, trigger, server, client }
     }
 
     async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
@@ -434,28 +434,28 @@ impl Running {
 
     async fn stop(self) {
         self.trigger.trigger();
-        self.running.await.unwrap().unwrap();
+        self.server.await.unwrap().unwrap();
     }
 }
 
-fn credentials(email: &str, password: &str) -> Option<Value> {
-    Some(json!({ "email": email, "password": password }))
+fn credentials(email: &str, password: &str) -> Value {
+    json!({ "email": email, "password": password })
 }
 
 #[tokio::test]
 async fn real_port_session_per_address_limit_and_shutdown() {
-    let shop = Running::start(&[("users.login_limits.per_address", json!(3))]).await;
+    let shop = RunningShop::start(&[("users.login_limits.per_address", json!(3))]).await;
 
     let (status, _, user) =
-        shop.send("POST", "/v1/users", None, credentials("gina@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/users", None, Some(credentials("gina@example.com", PASSWORD))).await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
     let (status, _, session) =
-        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/sessions", None, Some(credentials("gina@example.com", PASSWORD))).await;
     assert_eq!(status, StatusCode::OK, "{session}");
     let (status, _, me) = shop.send("GET", "/v1/users/me", session["access_token"].as_str(), None).await;
     assert_eq!((status, &me), (StatusCode::OK, &user));
     let (status, _, session) = shop
-        .send("POST", "/v1/sessions", None, credentials(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD))
+        .send("POST", "/v1/sessions", None, Some(credentials(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD)))
         .await;
     assert_eq!(status, StatusCode::OK, "{session}");
     let (status, _, page) = shop.send("GET", "/v1/users", session["access_token"].as_str(), None).await;
@@ -463,11 +463,12 @@ async fn real_port_session_per_address_limit_and_shutdown() {
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 
     // Two logins so far from 127.0.0.1 with a limit of 3 per minute: the fourth is refused.
-    let (status, _, _) =
-        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", "wrong password")).await;
+    let (status, _, _) = shop
+        .send("POST", "/v1/sessions", None, Some(credentials("gina@example.com", "wrong password")))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, headers, problem) =
-        shop.send("POST", "/v1/sessions", None, credentials("gina@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/sessions", None, Some(credentials("gina@example.com", PASSWORD))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
     assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
     assert!(headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
@@ -479,14 +480,16 @@ async fn real_port_session_per_address_limit_and_shutdown() {
 /// breaker (it counted the limiter's own 429s), and every route, probes included, answered 503.
 #[tokio::test]
 async fn a_flood_of_bad_logins_from_one_client_never_switches_the_service_off() {
-    let shop = Running::start(&[]).await;
-    let (status, _, _) = shop.send("POST", "/v1/users", None, credentials("hal@example.com", PASSWORD)).await;
+    let shop = RunningShop::start(&[]).await;
+    let (status, _, _) =
+        shop.send("POST", "/v1/users", None, Some(credentials("hal@example.com", PASSWORD))).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let mut refused = 0;
     for _ in 0..120 {
-        let (status, _, body) =
-            shop.send("POST", "/v1/sessions", None, credentials("hal@example.com", "wrong password")).await;
+        let (status, _, body) = shop
+            .send("POST", "/v1/sessions", None, Some(credentials("hal@example.com", "wrong password")))
+            .await;
         assert!(
             matches!(status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS),
             "{status} {body}"
@@ -504,7 +507,7 @@ async fn a_flood_of_bad_logins_from_one_client_never_switches_the_service_off() 
     assert_eq!(status, StatusCode::OK);
     // Another customer, from the same address, can still register and use the API.
     let (status, _, user) =
-        shop.send("POST", "/v1/users", None, credentials("ida@example.com", PASSWORD)).await;
+        shop.send("POST", "/v1/users", None, Some(credentials("ida@example.com", PASSWORD))).await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
     let token = kit::testing::token(&shop.keys, Role::Admin);
     let (status, _, page) = shop.send("GET", "/v1/users", Some(&token), None).await;
