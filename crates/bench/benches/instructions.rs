@@ -41,6 +41,7 @@ fn main() {
     let router = match app.as_str() {
         "bare" => common::router(),
         "palisade" => common::palisade_stack(Level::INFO),
+        "preset" => common::palisade_preset(),
         "palisade_debug" => common::palisade_stack(Level::DEBUG),
         "peer" => common::peer_stack!(BaseMetricLayer::new(), Level::DEBUG),
         "peer_trace_info" => common::peer_stack!(BaseMetricLayer::new(), Level::INFO),
@@ -51,7 +52,7 @@ fn main() {
         "problem" => common::router().layer(ProblemLayer::new()),
         other => {
             eprintln!(
-                "usage: instructions APP [N], APP one of bare palisade palisade_debug peer peer_trace_info trace trace_debug problem bare_get retry_get bare_post retry_post (got {other:?})"
+                "usage: instructions APP [N], APP one of bare preset palisade palisade_debug peer peer_trace_info trace trace_debug problem bare_get retry_get bare_post retry_post (got {other:?})"
             );
             std::process::exit(2);
         }

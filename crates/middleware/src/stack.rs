@@ -135,7 +135,8 @@ impl ServerStack {
             timeout: DEFAULT_SERVER_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after: DEFAULT_RETRY_AFTER,
-            trace: ServerTraceLayer::new(),
+            // No span per request: log lines get `trace_id` from `trace::fmt` (docs/decisions/008).
+            trace: ServerTraceLayer::new().with_span(false),
             metrics: ServerMetricsLayer::new(),
             deadline: ServerDeadlineLayer::new(),
             route_breaker: None,
@@ -226,7 +227,9 @@ impl ServerStackBuilder {
         self
     }
 
-    /// The trace layer (default [`ServerTraceLayer::new`]: span at `INFO`, `traceparent` echoed).
+    /// The trace layer (default: [`ServerTraceLayer::new`] without its `http_request` span, so log
+    /// lines carry `trace_id` through [`trace::fmt`](crate::trace) (feature `fmt`) rather than a span
+    /// field; pass `ServerTraceLayer::new()` for the span, e.g. for OpenTelemetry export).
     pub fn trace(mut self, trace: ServerTraceLayer) -> Self {
         self.trace = trace;
         self

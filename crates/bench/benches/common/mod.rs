@@ -188,8 +188,12 @@ where
 /// Installs, once for the process, the `tracing` subscriber every server row runs under: `fmt` at
 /// INFO, writing to `std::io::sink`.
 pub fn install_subscriber() {
-    let subscriber =
-        tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(std::io::sink).finish();
+    // With palisade's field formatter, as the shop installs it: `trace_id` on lines logged in a request.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .fmt_fields(palisade::trace::fmt::TraceIdFields::new())
+        .with_writer(std::io::sink)
+        .finish();
     tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
 }
 
@@ -230,10 +234,16 @@ pub async fn peer_breaker_error(
     http::StatusCode::SERVICE_UNAVAILABLE
 }
 
-/// palisade's server stack, (d): the `palisade::stack::ServerStack` preset with its defaults (trace
-/// context → metrics → `ProblemLayer` → server deadline → timeout 10 s → breaker), its
-/// `http_request` span at `trace_level` (INFO is the default), on every route (`Router::layer` runs
-/// after routing, so metrics and the span see the route template).
+/// palisade's server preset exactly as `ServerStack::builder().build()` makes it: no span per request
+/// (`trace_id` reaches log lines through `palisade::trace::fmt`, installed by [`install_subscriber`]).
+pub fn palisade_preset() -> axum::Router {
+    router().layer(palisade::stack::ServerStack::builder().build().expect("valid palisade server stack"))
+}
+
+/// palisade's server stack, (d): the `palisade::stack::ServerStack` preset (trace context → metrics →
+/// `ProblemLayer` → load shedding → server deadline → timeout 10 s) *with* an `http_request` span at
+/// `trace_level`, on every route (`Router::layer` runs after routing, so metrics and the span see the
+/// route template). The like-for-like row against the peers' `TraceLayer` span.
 pub fn palisade_stack(trace_level: tracing::Level) -> axum::Router {
     let stack = palisade::stack::ServerStack::builder()
         .trace(palisade::trace::ServerTraceLayer::builder().level(trace_level).build().expect("valid"))
