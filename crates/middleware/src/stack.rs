@@ -73,6 +73,7 @@ use std::time::Duration;
 use tower::Layer;
 use tower::util::Either;
 
+use crate::DefaultClassifier;
 use crate::InvalidConfig;
 use crate::circuit_breaker::{
     CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry, KeyFn,
@@ -82,7 +83,7 @@ use crate::classify::ServerClassifier;
 use crate::load_shed::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_AFTER, LoadShed, LoadShedLayer};
 use crate::metrics::{ClientMetricsLayer, DefaultRoute, Metrics, ServerMetricsLayer};
 use crate::problem::{ProblemLayer, Problems};
-use crate::retry::{Retry, RetryLayer};
+use crate::retry::{DefaultPolicy, Retry, RetryLayer};
 use crate::timeout::{
     ClientDeadline, ClientDeadlineLayer, ServerDeadline, ServerDeadlineLayer, Timeout, TimeoutLayer,
 };
@@ -286,10 +287,10 @@ impl ServerStackBuilder {
 ///
 /// The inner service receives `Request<`[`RetryBody<B>`](crate::retry::RetryBody)`>`.
 #[derive(Clone, Debug)]
-pub struct ClientStack {
+pub struct ClientStack<P = DefaultPolicy, M = DefaultClassifier> {
     total: ClientDeadlineLayer,
-    retry: RetryLayer,
-    breaker: CircuitBreakerLayer,
+    retry: RetryLayer<P>,
+    breaker: CircuitBreakerLayer<M>,
     trace: ClientTraceLayer,
     metrics: ClientMetricsLayer,
     attempt_deadline: ClientDeadlineLayer,
@@ -300,29 +301,32 @@ impl ClientStack {
     /// A builder for calls to `peer` (the downstream's name: the `server_address` metric label and the
     /// name of its retry, breaker and timeout).
     pub fn builder(peer: impl Into<Cow<'static, str>>) -> ClientStackBuilder {
+        let peer = peer.into();
         ClientStackBuilder {
-            peer: peer.into(),
+            retry: RetryLayer::builder().name(peer.clone().into_owned()).build(),
+            breaker: CircuitBreakerLayer::builder().name(peer.clone().into_owned()).build(),
+            peer,
             total_budget: DEFAULT_CLIENT_BUDGET,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
-            retry: None,
-            breaker: None,
             deadline_header: None,
             trace: ClientTraceLayer::new(),
         }
     }
+}
 
+impl<P, M> ClientStack<P, M> {
     /// The handle of the downstream's circuit breaker.
     pub fn breaker(&self) -> CircuitBreakerHandle {
         self.breaker.handle()
     }
 }
 
-/// The service made by [`ClientStack`].
-pub type ClientStackService<S> =
-    ClientDeadline<Retry<CircuitBreaker<ClientTrace<Metrics<ClientDeadline<Timeout<S>>, ()>>>>>;
+/// The service made by [`ClientStack`] (`P`: the retry policy, `M`: the breaker's classifier).
+pub type ClientStackService<S, P = DefaultPolicy, M = DefaultClassifier> =
+    ClientDeadline<Retry<CircuitBreaker<ClientTrace<Metrics<ClientDeadline<Timeout<S>>, ()>>, M>, P>>;
 
-impl<S> Layer<S> for ClientStack {
-    type Service = ClientStackService<S>;
+impl<S, P: Clone, M> Layer<S> for ClientStack<P, M> {
+    type Service = ClientStackService<S, P, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = self.attempt_timeout.layer(inner);
@@ -335,19 +339,19 @@ impl<S> Layer<S> for ClientStack {
     }
 }
 
-/// Configures a [`ClientStack`].
+/// Configures a [`ClientStack`]. Setters never fail; [`build`](Self::build) reports invalid settings.
 #[derive(Debug)]
-pub struct ClientStackBuilder {
+pub struct ClientStackBuilder<P = DefaultPolicy, M = DefaultClassifier> {
     peer: Cow<'static, str>,
     total_budget: Duration,
     attempt_timeout: Duration,
-    retry: Option<RetryLayer>,
-    breaker: Option<CircuitBreakerLayer>,
+    retry: Result<RetryLayer<P>, InvalidConfig>,
+    breaker: Result<CircuitBreakerLayer<M>, InvalidConfig>,
     deadline_header: Option<String>,
     trace: ClientTraceLayer,
 }
 
-impl ClientStackBuilder {
+impl<P, M> ClientStackBuilder<P, M> {
     /// The budget of a call made without a [`Deadline`](crate::Deadline), retries included
     /// (default [`DEFAULT_CLIENT_BUDGET`], 10 s). A call that carries a deadline keeps it.
     pub fn total_budget(mut self, budget: Duration) -> Self {
@@ -369,16 +373,32 @@ impl ClientStackBuilder {
         self
     }
 
-    /// The retry layer (default: [`RetryLayer::builder`]'s defaults, named after the peer).
-    pub fn retry(mut self, retry: RetryLayer) -> Self {
-        self.retry = Some(retry);
-        self
+    /// The retry layer, with any policy (default: [`RetryLayer::builder`]'s defaults, named after the
+    /// peer).
+    pub fn retry<P2>(self, retry: RetryLayer<P2>) -> ClientStackBuilder<P2, M> {
+        ClientStackBuilder {
+            peer: self.peer,
+            total_budget: self.total_budget,
+            attempt_timeout: self.attempt_timeout,
+            retry: Ok(retry),
+            breaker: self.breaker,
+            deadline_header: self.deadline_header,
+            trace: self.trace,
+        }
     }
 
-    /// The circuit breaker (default: [`CircuitBreakerLayer::builder`]'s defaults, named after the peer).
-    pub fn breaker(mut self, breaker: CircuitBreakerLayer) -> Self {
-        self.breaker = Some(breaker);
-        self
+    /// The circuit breaker, with any classifier (default: [`CircuitBreakerLayer::builder`]'s
+    /// defaults, named after the peer).
+    pub fn breaker<M2>(self, breaker: CircuitBreakerLayer<M2>) -> ClientStackBuilder<P, M2> {
+        ClientStackBuilder {
+            peer: self.peer,
+            total_budget: self.total_budget,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            breaker: Ok(breaker),
+            deadline_header: self.deadline_header,
+            trace: self.trace,
+        }
     }
 
     /// The trace layer (default [`ClientTraceLayer::new`]).
@@ -387,8 +407,8 @@ impl ClientStackBuilder {
         self
     }
 
-    /// Builds the stack; fails on a zero budget or timeout.
-    pub fn build(self) -> Result<ClientStack, InvalidConfig> {
+    /// Builds the stack; fails on a zero budget or timeout, or an invalid header name.
+    pub fn build(self) -> Result<ClientStack<P, M>, InvalidConfig> {
         let peer = self.peer;
         // The total deadline only sets the deadline; the attempt layer writes what remains, per attempt.
         let total = ClientDeadlineLayer::builder()
@@ -402,18 +422,10 @@ impl ClientStackBuilder {
         }
         let attempt_deadline = attempt_deadline.build()?;
         let attempt_timeout = TimeoutLayer::builder(self.attempt_timeout).name(peer.clone()).build()?;
-        let retry = match self.retry {
-            Some(retry) => retry,
-            None => RetryLayer::builder().name(peer.clone().into_owned()).build()?,
-        };
-        let breaker = match self.breaker {
-            Some(breaker) => breaker,
-            None => CircuitBreakerLayer::builder().name(peer.clone().into_owned()).build()?,
-        };
         Ok(ClientStack {
             total,
-            retry,
-            breaker,
+            retry: self.retry?,
+            breaker: self.breaker?,
             trace: self.trace,
             metrics: ClientMetricsLayer::new(peer),
             attempt_deadline,

@@ -281,3 +281,37 @@ async fn the_optional_route_breaker_counts_a_hanging_handler_and_only_its_route(
     assert_eq!(breakers.handle("/v1/limited").state(), BreakerState::Closed, "429s were counted");
     assert_eq!(status("/v1/ok").await, StatusCode::OK);
 }
+
+/// The client preset takes a breaker with any classifier (here: a downstream's 404 means it lost data).
+#[tokio::test(start_paused = true)]
+async fn the_client_preset_takes_a_custom_classifier() {
+    use palisade::Outcome;
+    use tower::ServiceExt as _;
+    let strict = |result: Result<&http::Response<()>, &BoxError>| match result {
+        Ok(res) if res.status() == StatusCode::NOT_FOUND || res.status().is_server_error() => {
+            Outcome::Failure
+        }
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    };
+    let breaker = CircuitBreakerLayer::builder()
+        .name("strict")
+        .minimum_calls(5)
+        .count_window(10)
+        .classifier(strict)
+        .build()
+        .unwrap();
+    let stack = ClientStack::builder("strict").breaker(breaker).build().unwrap();
+    let handle = stack.breaker();
+    let svc = tower::Layer::layer(
+        &stack,
+        tower::service_fn(|_req: http::Request<RetryBody<Full<Bytes>>>| async {
+            Ok::<_, BoxError>(http::Response::builder().status(404).body(()).unwrap())
+        }),
+    );
+    for _ in 0..5 {
+        let res = svc.clone().oneshot(http::Request::new(Full::default())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(handle.state(), BreakerState::Open);
+}
