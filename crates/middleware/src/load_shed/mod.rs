@@ -3,7 +3,7 @@
 //! This is what protects a *server* from overload (see `docs/decisions/008`): unlike an error-rate
 //! breaker it never counts what clients send (a flood of bad logins answered `429` cannot trip it),
 //! it recovers the moment load drops, and it is shared fairly by every route. A request over the
-//! limit gets [`Overloaded`](error::Overloaded), which [`ProblemLayer`](crate::problem::ProblemLayer)
+//! limit gets [`Overloaded`], which [`ProblemLayer`](crate::problem::ProblemLayer)
 //! turns into `503 Service Unavailable` problem+json with a jittered `Retry-After`, so refused clients
 //! do not all come back in the same second. The inner service is never called for it.
 //!
@@ -56,7 +56,7 @@
 //!
 //! # Metrics
 //!
-//! `palisade_load_shed_rejected_total{name}`: requests refused (see [`metric_names`](crate::metric_names)).
+//! `palisade_load_shed_rejected_total{name}`: requests refused (see [`metric_names`]).
 //! The requests in flight are `http_server_active_requests` of the [metrics](crate::metrics) layer.
 
 pub mod error;
