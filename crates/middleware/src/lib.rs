@@ -8,6 +8,8 @@ mod builder;
 pub mod classify;
 mod config_error;
 pub mod deadline;
+// Each feature uses a part of it; with only some features on, the rest is unused.
+#[cfg_attr(not(feature = "full"), allow(dead_code))]
 mod metric_handles;
 pub mod metric_names;
 pub mod problem;

@@ -97,36 +97,26 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, Request};
+use http::Request;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::{BoxError, Deadline, InvalidConfig};
+use crate::{BoxError, Deadline};
 
-mod budget;
-mod client;
 pub mod error;
 pub mod future;
 mod layer;
-mod server;
 
-pub use client::{ClientDeadline, ClientDeadlineBuilder, ClientDeadlineLayer};
 use future::{ResponseFuture, Until};
 use layer::{Kind, TimeoutShared};
 pub use layer::{TimeoutBuilder, TimeoutLayer};
-pub use server::{ServerDeadline, ServerDeadlineBuilder, ServerDeadlineLayer};
 
-/// The default header carrying the caller's remaining budget, in whole milliseconds.
-pub const BUDGET_HEADER: &str = "x-request-timeout-ms";
-
-/// The gRPC timeout header (`grpc-timeout`).
-pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-
-/// Validates a configured header name.
-fn header_name(name: &str) -> Result<HeaderName, InvalidConfig> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| InvalidConfig::new("header", format!("{name:?} is not a valid header name")))
-}
+// The deadline layers live beside `Deadline` in `crate::deadline`; these names stay importable from
+// here for code written against 0.1.
+pub use crate::deadline::{
+    BUDGET_HEADER, ClientDeadline, ClientDeadlineBuilder, ClientDeadlineLayer, GRPC_TIMEOUT, ServerDeadline,
+    ServerDeadlineBuilder, ServerDeadlineLayer,
+};
 
 /// The service made by [`TimeoutLayer`].
 #[derive(Clone, Debug)]

@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderName, Request};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use super::Scoped;
 use super::{BUDGET_HEADER, GRPC_TIMEOUT, budget, header_name};
-use crate::deadline::Scoped;
 use crate::{Deadline, InvalidConfig};
 
 /// Reads the caller's remaining budget from request headers and stores it as a [`Deadline`] in the

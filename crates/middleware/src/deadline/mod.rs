@@ -1,6 +1,8 @@
-//! The instant by which a request must be answered, shared by the layers through request extensions.
+//! The instant by which a request must be answered, shared by the layers through request extensions,
+//! and the layers that carry it across the wire (feature `timeout`): [`ServerDeadlineLayer`] and
+//! [`ClientDeadlineLayer`].
 //!
-//! The server side of the [`timeout`](crate::timeout) layer reads the caller's remaining budget from a
+//! The server deadline layer reads the caller's remaining budget from a
 //! header and stores a [`Deadline`] in the request's extensions; handlers read it with
 //! [`Deadline::of`]; the retry layer never sleeps past it; the client side writes what remains of it on
 //! outgoing calls.
@@ -40,6 +42,33 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
+
+#[cfg(feature = "timeout")]
+mod budget;
+#[cfg(feature = "timeout")]
+mod client;
+#[cfg(feature = "timeout")]
+mod server;
+
+#[cfg(feature = "timeout")]
+pub use client::{ClientDeadline, ClientDeadlineBuilder, ClientDeadlineLayer};
+#[cfg(feature = "timeout")]
+pub use server::{ServerDeadline, ServerDeadlineBuilder, ServerDeadlineLayer};
+
+/// The default header carrying the caller's remaining budget, in whole milliseconds.
+#[cfg(feature = "timeout")]
+pub const BUDGET_HEADER: &str = "x-request-timeout-ms";
+
+/// The gRPC timeout header (`grpc-timeout`).
+#[cfg(feature = "timeout")]
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// Validates a configured header name.
+#[cfg(feature = "timeout")]
+fn header_name(name: &str) -> Result<http::HeaderName, crate::InvalidConfig> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| crate::InvalidConfig::new("header", format!("{name:?} is not a valid header name")))
+}
 
 thread_local! {
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };

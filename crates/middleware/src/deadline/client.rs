@@ -9,14 +9,14 @@ use metrics::Label;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::future::ClientDeadlineFuture;
 use super::{BUDGET_HEADER, GRPC_TIMEOUT, budget, header_name};
 use crate::metric_handles::LazyCounter;
 use crate::metric_names::{LABEL_KIND, LABEL_NAME, TIMEOUTS};
+use crate::timeout::future::ClientDeadlineFuture;
 use crate::{BoxError, Deadline, InvalidConfig};
 
 /// Writes the remaining budget of a request's [`Deadline`] on outgoing calls, and fails calls whose
-/// deadline has passed with [`DeadlineExceeded`](super::error::DeadlineExceeded) without sending them.
+/// deadline has passed with [`DeadlineExceeded`](crate::timeout::error::DeadlineExceeded) without sending them.
 ///
 /// See the [module docs](super) for the formats and the recommended order.
 #[derive(Clone, Debug)]
