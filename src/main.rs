@@ -37,16 +37,24 @@ async fn run(args: &[String]) -> Result<(), kit::BoxError> {
             let dir = args.get(1).map_or("openapi", String::as_str);
             service::write_openapi(SERVICES, std::path::Path::new(dir))
         }
-        "migrate" => service::migrate(SERVICES, &kit::config::Settings::load()?).await,
-        "all" => service::run(SERVICES, &kit::config::Settings::load()?).await,
+        "migrate" => service::migrate(SERVICES, &settings()?).await,
+        "all" => service::run(SERVICES, &settings()?).await,
         "help" | "-h" | "--help" => {
             let names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
             println!("usage: shop [all | {} | migrate | openapi [dir]]", names.join(" | "));
             Ok(())
         }
         name => match SERVICES.iter().find(|s| s.name == name) {
-            Some(one) => service::run(&[one], &kit::config::Settings::load()?).await,
+            Some(one) => service::run(&[one], &settings()?).await,
             None => Err(format!("unknown command or service `{name}`; try `shop help`").into()),
         },
     }
+}
+
+/// The settings, refused when they hold a key no service knows (every service's keys count, so one
+/// file serves `shop all` and `shop <service>` alike).
+fn settings() -> Result<kit::config::Settings, kit::BoxError> {
+    let settings = kit::config::Settings::load()?;
+    service::check_keys(SERVICES, &settings)?;
+    Ok(settings)
 }

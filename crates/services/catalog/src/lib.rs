@@ -28,7 +28,7 @@ use crate::cache::{CacheConfig, ProductCache};
 
 /// The catalog, for the `shop` binary.
 pub static SERVICE: Service =
-    Service { name: "catalog", default_port: 8082, migrations: &MIGRATIONS, openapi, routes };
+    Service { name: "catalog", default_port: 8082, migrations: &MIGRATIONS, openapi, routes, config_keys };
 
 /// The catalog's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -59,4 +59,9 @@ fn routes(context: Context) -> RoutesFuture {
         let (router, _) = api::router().split_for_parts();
         Ok(router.with_state(state))
     })
+}
+
+/// The service's own settings sections (for the start-up check of unknown keys).
+fn config_keys() -> Vec<String> {
+    kit::config::keys_of("cache", &CacheConfig::default())
 }

@@ -40,7 +40,7 @@ use crate::expiry::Sweeper;
 
 /// The inventory, for the `shop` binary.
 pub static SERVICE: Service =
-    Service { name: "inventory", default_port: 8083, migrations: &MIGRATIONS, openapi, routes };
+    Service { name: "inventory", default_port: 8083, migrations: &MIGRATIONS, openapi, routes, config_keys };
 
 /// The inventory's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -123,4 +123,9 @@ fn routes(context: Context) -> RoutesFuture {
         let (router, _) = api::router().split_for_parts();
         Ok(router.with_state(state))
     })
+}
+
+/// The service's own settings sections (for the start-up check of unknown keys).
+fn config_keys() -> Vec<String> {
+    kit::config::keys_of("", &InventoryConfig::default())
 }

@@ -5,8 +5,9 @@
 //!
 //! | key | env | default |
 //! |---|---|---|
-//! | `jwt_secret` | `SHOP__JWT_SECRET` | a development secret (a WARN is logged when used) |
-//! | `jwt_ttl_secs` | `SHOP__JWT_TTL_SECS` | `3600` |
+//! | `profile` | `SHOP__PROFILE` | `production`; `development` allows weak secrets on any address |
+//! | `jwt_secret` | `SHOP__JWT_SECRET` | a development secret (only on loopback or in the development profile) |
+//! | `jwt_ttl_secs` | `SHOP__JWT_TTL_SECS` | `3600` (60 to 86400) |
 //! | `<service>.host` | `SHOP__CATALOG__HOST` | `127.0.0.1` |
 //! | `<service>.port` | `SHOP__CATALOG__PORT` | the service's port (catalog 8082) |
 //! | `<service>.database_url` | `SHOP__CATALOG__DATABASE_URL` | `sqlite://data/<service>.db?mode=rwc` |
@@ -18,12 +19,21 @@
 //! | `<service>.downstreams.<peer>.*` | `SHOP__ORDERS__DOWNSTREAMS__CATALOG__URL` | see [`DownstreamConfig`] |
 //!
 //! A service's own extra settings live under its key too and are read with [`Settings::extract`].
+//!
+//! **Checked at start.** A key no service knows (`SHOP__USERS__ADMIN_PASWORD`) stops the binary with
+//! the key and the nearest known one ([`unknown_keys`]); values out of range stop it too
+//! ([`GlobalConfig::validate`], [`ServiceConfig::validate`]). A weak JWT secret (the development one,
+//! or under [`MIN_JWT_SECRET_BYTES`]) is refused unless the service listens on loopback only or
+//! `profile: development` is set ([`GlobalConfig::check_jwt_secret`]): anyone who knows it can forge
+//! an admin token.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::value::{Dict, Value};
 use palisade::InvalidConfig;
 use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::retry::{Backoff, RetryLayer};
@@ -37,10 +47,26 @@ use crate::secret::Secret;
 /// The development JWT secret used when none is configured.
 pub const DEV_JWT_SECRET: &str = "palisade-shop-development-secret-change-me";
 
+/// The shortest JWT secret accepted outside development: HS256 wants a key as long as its output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The accepted range of `jwt_ttl_secs`: a minute to a day.
+pub const JWT_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+
 /// All configuration sources, merged; read typed sections from it.
-#[derive(Clone, Debug)]
+///
+/// `Debug` shows the sources and the keys set, never a value (figment's own `Debug` prints every
+/// secret in clear).
+#[derive(Clone)]
 pub struct Settings {
     figment: Figment,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sources: Vec<String> = self.figment.metadata().map(|m| m.name.to_string()).collect();
+        f.debug_struct("Settings").field("sources", &sources).field("keys", &self.keys()).finish()
+    }
 }
 
 impl Settings {
@@ -71,20 +97,32 @@ impl Settings {
         )
     }
 
-    /// The settings shared by every service.
+    /// The settings shared by every service, validated.
     pub fn global(&self) -> Result<GlobalConfig, BoxError> {
         let config: GlobalConfig = Figment::from(Serialized::defaults(GlobalConfig::default()))
             .merge(self.figment.clone())
             .extract()?;
+        config.validate()?;
         Ok(config)
     }
 
-    /// The settings of `service`, with `default_port` when none is configured.
+    /// The settings of `service`, with `default_port` when none is configured, validated.
     pub fn service(&self, service: &str, default_port: u16) -> Result<ServiceConfig, BoxError> {
         let defaults = ServiceConfig::defaults(service, default_port);
-        let config =
+        let config: ServiceConfig =
             Figment::from(Serialized::defaults(defaults)).merge(self.figment.focus(service)).extract()?;
+        config.validate(service)?;
         Ok(config)
+    }
+
+    /// Every key set by a source, dotted (`catalog.port`), sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Ok(dict) = self.figment.extract::<Dict>() {
+            leaf_keys("", &Value::from(dict), &mut keys);
+        }
+        keys.sort();
+        keys
     }
 
     /// A section of the settings (`"catalog.cache"`), its defaults from `T::default()`.
@@ -95,10 +133,77 @@ impl Settings {
     }
 }
 
+/// The leaf keys under `value`, dotted and prefixed with `prefix`. An empty map is a leaf.
+fn leaf_keys(prefix: &str, value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Dict(_, dict) if !dict.is_empty() => {
+            for (key, value) in dict {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                leaf_keys(&path, value, out);
+            }
+        }
+        _ if !prefix.is_empty() => out.push(prefix.to_owned()),
+        _ => {}
+    }
+}
+
+/// The keys `value` serializes to, dotted, under `prefix` (`""` for none): what a settings section
+/// knows. A service lists its own sections with it ([`Service::config_keys`](crate::service::Service)).
+pub fn keys_of<T: Serialize>(prefix: &str, value: &T) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Ok(value) = Value::serialize(value) {
+        leaf_keys(prefix, &value, &mut keys);
+    }
+    keys
+}
+
+/// The keys of `settings` that no pattern of `known` matches (`*` matches one segment), each with the
+/// nearest known key when one is close (a typo).
+pub fn unknown_keys(settings: &Settings, known: &[String]) -> Vec<(String, Option<String>)> {
+    let matches = |key: &str, pattern: &str| {
+        let (mut k, mut p) = (key.split('.'), pattern.split('.'));
+        loop {
+            match (k.next(), p.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a == b || b == "*" => {}
+                _ => return false,
+            }
+        }
+    };
+    settings
+        .keys()
+        .into_iter()
+        .filter(|key| !known.iter().any(|pattern| matches(key, pattern)))
+        .map(|key| {
+            let nearest = known
+                .iter()
+                .map(|pattern| (strsim::levenshtein(&key, pattern), pattern))
+                .filter(|(distance, _)| *distance <= 3)
+                .min_by_key(|(distance, _)| *distance)
+                .map(|(_, pattern)| pattern.clone());
+            (key, nearest)
+        })
+        .collect()
+}
+
+/// What the deployment is: `production` (default) refuses weak secrets on a non-loopback address,
+/// `development` only warns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Weak secrets only on loopback.
+    #[default]
+    Production,
+    /// Weak secrets allowed anywhere (with a WARN): a shared development machine.
+    Development,
+}
+
 /// Settings shared by every service.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct GlobalConfig {
+    /// `production` or `development`: see [`Profile`].
+    pub profile: Profile,
     /// HS256 key for the JWTs users issues and every service verifies.
     pub jwt_secret: Secret<String>,
     /// Lifetime of an issued token, in seconds.
@@ -107,7 +212,76 @@ pub struct GlobalConfig {
 
 impl Default for GlobalConfig {
     fn default() -> Self {
-        Self { jwt_secret: Secret::new(DEV_JWT_SECRET.to_owned()), jwt_ttl_secs: 3600 }
+        Self {
+            profile: Profile::Production,
+            jwt_secret: Secret::new(DEV_JWT_SECRET.to_owned()),
+            jwt_ttl_secs: 3600,
+        }
+    }
+}
+
+impl GlobalConfig {
+    /// Checks the ranges: `jwt_ttl_secs` in [`JWT_TTL_SECS`], a non-empty secret.
+    pub fn validate(&self) -> Result<(), BoxError> {
+        let mut problems = Vec::new();
+        if !JWT_TTL_SECS.contains(&self.jwt_ttl_secs) {
+            problems.push(format!(
+                "jwt_ttl_secs must be between {} and {} (is {})",
+                JWT_TTL_SECS.start(),
+                JWT_TTL_SECS.end(),
+                self.jwt_ttl_secs
+            ));
+        }
+        if self.jwt_secret.expose().is_empty() {
+            problems.push("jwt_secret must not be empty".to_owned());
+        }
+        invalid(&problems)
+    }
+
+    /// Whether weak secrets may be used by a service listening on `host`: in the development
+    /// profile, or when `host` is a loopback address (nobody else can reach it).
+    pub fn weak_secrets_allowed(&self, host: &str) -> bool {
+        self.profile == Profile::Development || is_loopback(host)
+    }
+
+    /// Refuses the development JWT secret, or one under [`MIN_JWT_SECRET_BYTES`], for `service`
+    /// listening on `host` unless [weak secrets are allowed](Self::weak_secrets_allowed) (then it
+    /// warns).
+    pub fn check_jwt_secret(&self, service: &str, host: &str) -> Result<(), BoxError> {
+        let secret = self.jwt_secret.expose();
+        let weakness = if secret == DEV_JWT_SECRET {
+            "is the development secret, which anyone can read in the source"
+        } else if secret.len() < MIN_JWT_SECRET_BYTES {
+            "is shorter than 32 bytes"
+        } else {
+            return Ok(());
+        };
+        if self.weak_secrets_allowed(host) {
+            tracing::warn!(service, host, "jwt_secret {weakness}: fine on loopback or in development only");
+            return Ok(());
+        }
+        Err(format!(
+            "{service}: refusing to listen on {host}: jwt_secret {weakness}, so anyone could forge admin \
+             tokens. Set SHOP__JWT_SECRET to at least {MIN_JWT_SECRET_BYTES} random bytes (for example \
+             `openssl rand -base64 48`), or SHOP__PROFILE=development on a development machine"
+        )
+        .into())
+    }
+}
+
+/// Whether `host` (an address or `localhost`) can only be reached from this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `Ok` when `problems` is empty, else one error naming them all.
+fn invalid(problems: &[String]) -> Result<(), BoxError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invalid configuration: {}", problems.join("; ")).into())
     }
 }
 
@@ -158,6 +332,33 @@ impl ServiceConfig {
     pub const fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+
+    /// Checks that limits are positive and every downstream makes a valid client (URL, timeouts,
+    /// retry and breaker settings); `service` names the keys in the error.
+    pub fn validate(&self, service: &str) -> Result<(), BoxError> {
+        let mut problems = Vec::new();
+        if self.host.trim().is_empty() {
+            problems.push(format!("{service}.host must not be empty"));
+        }
+        let positive = [
+            ("db_max_connections", u64::from(self.db_max_connections)),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("body_limit_bytes", self.body_limit_bytes as u64),
+            ("readiness_timeout_ms", self.readiness_timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                problems.push(format!("{service}.{key} must be at least 1"));
+            }
+        }
+        for (peer, downstream) in &self.downstreams {
+            if let Err(problem) = downstream.validate(peer) {
+                problems.push(format!("{service}.downstreams.{peer}: {problem}"));
+            }
+        }
+        invalid(&problems)
+    }
 }
 
 /// How a service calls one downstream: maps to [`palisade::stack::ClientStack`].
@@ -204,6 +405,15 @@ impl Default for DownstreamConfig {
 }
 
 impl DownstreamConfig {
+    /// Checks the URL (`http` or `https` with a host) and that a client stack can be built.
+    pub fn validate(&self, peer: &str) -> Result<(), String> {
+        let uri: http::Uri = self.url.parse().map_err(|e| format!("url {:?} is not a URL: {e}", self.url))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(format!("url {:?} must be http:// or https:// with a host", self.url));
+        }
+        self.client_stack(peer).map(drop).map_err(|e| e.to_string())
+    }
+
     /// The client stack for calls to `peer` with these settings.
     pub fn client_stack(&self, peer: &str) -> Result<ClientStack, InvalidConfig> {
         let retry = RetryLayer::builder()
@@ -234,7 +444,9 @@ impl DownstreamConfig {
 mod tests {
     use figment::Figment;
 
-    use super::Settings;
+    use super::{
+        DEV_JWT_SECRET, GlobalConfig, Profile, Secret, Settings, is_loopback, keys_of, unknown_keys,
+    };
 
     #[test]
     fn defaults_then_overrides() {
@@ -274,5 +486,89 @@ mod tests {
             assert!(!printed.contains("pa55word") && !printed.contains("from-the-environment"), "{printed}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn debug_names_sources_and_keys_never_values() {
+        let settings = Settings::from_figment(
+            Figment::new()
+                .merge(("jwt_secret", "a-secret-that-must-not-show-up-anywhere"))
+                .merge(("catalog.database_url", "postgres://shop:pa55word@db/catalog")),
+        );
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("catalog.database_url") && printed.contains("jwt_secret"), "{printed}");
+        assert!(!printed.contains("pa55word") && !printed.contains("must-not-show-up"), "{printed}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_nearest_known_one() {
+        let settings = Settings::from_figment(
+            Figment::new()
+                .merge(("users.admin_pasword", "x"))
+                .merge(("users.port", 1))
+                .merge(("users.downstreams.catalog.url", "http://127.0.0.1:1"))
+                .merge(("users.downstreams.catalog.retry_attempts", 2))
+                .merge(("something_else", true)),
+        );
+        let mut known = keys_of("", &GlobalConfig::default());
+        known.extend(["users.port", "users.admin_password", "users.downstreams.*.url"].map(String::from));
+        known.push("users.downstreams.*.retry_max_attempts".to_owned());
+        let unknown = unknown_keys(&settings, &known);
+        assert_eq!(
+            unknown,
+            [
+                ("something_else".to_owned(), None),
+                ("users.admin_pasword".to_owned(), Some("users.admin_password".to_owned())),
+                ("users.downstreams.catalog.retry_attempts".to_owned(), None),
+            ]
+        );
+        assert_eq!(keys_of("", &GlobalConfig::default()), ["jwt_secret", "jwt_ttl_secs", "profile"]);
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_together() {
+        let settings = Settings::from_figment(
+            Figment::new()
+                .merge(("jwt_ttl_secs", 0))
+                .merge(("catalog.max_in_flight", 0))
+                .merge(("catalog.db_max_connections", 0))
+                .merge(("catalog.downstreams.users.url", "users:8081"))
+                .merge(("catalog.downstreams.stock.url", "http://127.0.0.1:8083"))
+                .merge(("catalog.downstreams.stock.breaker_failure_rate", 2.0)),
+        );
+        let err = settings.global().unwrap_err().to_string();
+        assert!(err.contains("jwt_ttl_secs must be between 60 and 86400 (is 0)"), "{err}");
+        let err = settings.service("catalog", 8082).unwrap_err().to_string();
+        assert!(err.contains("catalog.max_in_flight must be at least 1"), "{err}");
+        assert!(err.contains("catalog.db_max_connections must be at least 1"), "{err}");
+        assert!(err.contains("catalog.downstreams.users: url \"users:8081\" must be http://"), "{err}");
+        assert!(err.contains("catalog.downstreams.stock: "), "{err}");
+    }
+
+    #[test]
+    fn weak_jwt_secrets_only_on_loopback_or_in_development() {
+        let global = |secret: &str, profile| GlobalConfig {
+            jwt_secret: Secret::new(secret.to_owned()),
+            profile,
+            ..GlobalConfig::default()
+        };
+        let strong = "0123456789abcdef0123456789abcdef";
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+            global(DEV_JWT_SECRET, Profile::Production).check_jwt_secret("users", host).unwrap();
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.5", "users.internal"] {
+            assert!(!is_loopback(host), "{host}");
+            let err =
+                global(DEV_JWT_SECRET, Profile::Production).check_jwt_secret("users", host).unwrap_err();
+            assert!(err.to_string().contains("development secret"), "{err}");
+            let err = global("31-bytes-long-secret-0123456789", Profile::Production)
+                .check_jwt_secret("users", host)
+                .unwrap_err();
+            assert!(err.to_string().contains("shorter than 32 bytes"), "{err}");
+            assert!(!err.to_string().contains("31-bytes-long"), "the secret is never shown: {err}");
+            global(strong, Profile::Production).check_jwt_secret("users", host).unwrap();
+            global(DEV_JWT_SECRET, Profile::Development).check_jwt_secret("users", host).unwrap();
+        }
     }
 }

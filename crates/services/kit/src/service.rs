@@ -24,7 +24,7 @@ use utoipa::openapi::OpenApi;
 
 use crate::BoxError;
 use crate::auth::JwtKeys;
-use crate::config::{DEV_JWT_SECRET, GlobalConfig, ServiceConfig, Settings};
+use crate::config::{self, DownstreamConfig, GlobalConfig, ServiceConfig, Settings};
 use crate::db::{Db, Migrations};
 use crate::health::Health;
 use crate::server::{self, Server, Shutdown};
@@ -58,6 +58,10 @@ pub struct Service {
     pub openapi: fn() -> OpenApi,
     /// The service's `/v1` routes with their state applied.
     pub routes: fn(Context) -> RoutesFuture,
+    /// The keys of the service's own settings sections, relative to its name (users:
+    /// `admin_email`, `login_limits.per_account`, …), usually from [`config::keys_of`]; the kit's
+    /// own keys are known without it. A key set under the service that neither lists is refused.
+    pub config_keys: fn() -> Vec<String>,
 }
 
 /// A service's assembled application, not yet bound.
@@ -96,9 +100,7 @@ impl Service {
     pub async fn app(&self, settings: &Settings) -> Result<App, BoxError> {
         let (config, db) = self.connect(settings).await?;
         let global = settings.global()?;
-        if global.jwt_secret.expose() == DEV_JWT_SECRET {
-            tracing::warn!(service = self.name, "using the development JWT secret: set SHOP__JWT_SECRET");
-        }
+        global.check_jwt_secret(self.name, &config.host)?;
         let keys =
             JwtKeys::new(global.jwt_secret.expose().as_bytes(), Duration::from_secs(global.jwt_ttl_secs));
         let health = Health::new(db.clone(), Duration::from_millis(config.readiness_timeout_ms));
@@ -107,6 +109,43 @@ impl Service {
         let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone())?;
         Ok(App { router, health, config, keys })
     }
+}
+
+impl Service {
+    /// Every settings key this service knows, dotted from the root (`users.port`,
+    /// `users.downstreams.*.url`, `users.admin_email`); `*` stands for any one segment.
+    pub fn known_keys(&self) -> Vec<String> {
+        let mut keys = config::keys_of(self.name, &ServiceConfig::defaults(self.name, self.default_port));
+        keys.extend(config::keys_of(&format!("{}.downstreams.*", self.name), &DownstreamConfig::default()));
+        keys.extend((self.config_keys)().into_iter().map(|key| format!("{}.{key}", self.name)));
+        keys
+    }
+}
+
+/// Refuses settings with a key that neither the kit nor any of `services` knows (a typo such as
+/// `SHOP__USERS__ADMIN_PASWORD` would otherwise keep the default silently), naming each one and the
+/// nearest known key.
+pub fn check_keys(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
+    let mut known = config::keys_of("", &GlobalConfig::default());
+    for service in services {
+        known.extend(service.known_keys());
+    }
+    let unknown = config::unknown_keys(settings, &known);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = unknown
+        .into_iter()
+        .map(|(key, nearest)| match nearest {
+            Some(nearest) => format!("`{key}` (did you mean `{nearest}`?)"),
+            None => format!("`{key}`"),
+        })
+        .collect();
+    Err(format!(
+        "unknown configuration keys: {} (from CONFIG_PATH or SHOP__* variables; see kit::config for the keys)",
+        listed.join(", ")
+    )
+    .into())
 }
 
 /// Starts every service, prints its URLs, and serves until Ctrl-C/SIGTERM.
@@ -151,4 +190,34 @@ pub fn write_openapi(services: &[&Service], dir: &std::path::Path) -> Result<(),
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+
+    use super::Context;
+    use crate::config::Settings;
+    use crate::db::{Db, temp_sqlite_url};
+
+    #[tokio::test]
+    async fn context_debug_shows_no_secret() {
+        let settings = Settings::from_figment(
+            Figment::new()
+                .merge(("jwt_secret", "jwt-secret-that-must-never-be-printed"))
+                .merge(("catalog.database_url", "postgres://shop:pa55word@db.internal/catalog"))
+                .merge(("users.admin_password", "admin-password-never-printed")),
+        );
+        let context = Context {
+            config: settings.service("catalog", 8082).unwrap(),
+            global: settings.global().unwrap(),
+            settings,
+            db: Db::connect(&temp_sqlite_url("context-debug"), 1).await.unwrap(),
+        };
+        let printed = format!("{context:?}");
+        for secret in ["jwt-secret-that-must", "pa55word", "admin-password-never"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("catalog.database_url"), "the keys are still listed: {printed}");
+    }
 }

@@ -34,7 +34,7 @@ use crate::password::Hasher;
 
 /// The users service, for the `shop` binary.
 pub static SERVICE: Service =
-    Service { name: "users", default_port: 8081, migrations: &MIGRATIONS, openapi, routes };
+    Service { name: "users", default_port: 8081, migrations: &MIGRATIONS, openapi, routes, config_keys };
 
 /// The users service's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -73,7 +73,8 @@ fn routes(context: Context) -> RoutesFuture {
         })
         .await??;
         let store = store::for_db(&context.db);
-        bootstrap::ensure_admin(store.as_ref(), &hasher, &config).await?;
+        let weak_allowed = context.global.weak_secrets_allowed(&context.config.host);
+        bootstrap::ensure_admin(store.as_ref(), &hasher, &config, weak_allowed).await?;
         let (per_account, per_address) = config.login_limits.limiters();
         // The same keys the kit's extractors verify with (`kit::service::Service::app`).
         let keys = JwtKeys::new(
@@ -91,4 +92,9 @@ fn routes(context: Context) -> RoutesFuture {
         let (router, _) = api::router().split_for_parts();
         Ok(router.with_state(state))
     })
+}
+
+/// The service's own settings sections (for the start-up check of unknown keys).
+fn config_keys() -> Vec<String> {
+    kit::config::keys_of("", &UsersConfig::default())
 }

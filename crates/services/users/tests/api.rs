@@ -375,6 +375,43 @@ async fn admin_bootstrap_is_idempotent_and_configurable() {
 }
 
 #[tokio::test]
+async fn the_default_admin_password_is_caught_after_first_start_too() {
+    let url = kit::db::temp_sqlite_url("users-default-admin");
+    // First start on loopback with the defaults: allowed (with a WARN); the admin gets the README's
+    // password.
+    shop_users::SERVICE.app(&settings(&url, &[])).await.unwrap();
+    // Later the operator sets a password and listens on every address. The setting applies at first
+    // start only, so the admin still has the README's password: refused, whatever is configured now.
+    let public = [("users.host", json!("0.0.0.0")), ("users.admin_password", json!("a new admin password"))];
+    let err = shop_users::SERVICE.app(&settings(&url, &public)).await.unwrap_err().to_string();
+    assert!(err.contains("refusing to start") && err.contains(DEFAULT_ADMIN_EMAIL), "{err}");
+    assert!(!err.contains("a new admin password"), "{err}");
+    // An explicit development profile starts anyway.
+    let mut development = public.to_vec();
+    development.push(("profile", json!("development")));
+    shop_users::SERVICE.app(&settings(&url, &development)).await.unwrap();
+
+    // Once the admin changes the password, the public start goes ahead.
+    let app = shop_users::SERVICE.app(&settings(&url, &[])).await.unwrap();
+    let app = TestApp { router: app.router, keys: app.keys };
+    let token = app.admin_token().await;
+    let change =
+        json!({ "password": "the admin's own passphrase", "current_password": DEFAULT_ADMIN_PASSWORD });
+    let (status, _, body) = app.call("PATCH", "/v1/users/me", Some(&token), Some(change), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    shop_users::SERVICE.app(&settings(&url, &public)).await.unwrap();
+
+    // A fresh database on a public address with the default password is refused at first start.
+    let fresh = [("users.host", json!("0.0.0.0"))];
+    let err = shop_users::SERVICE
+        .app(&settings(&kit::db::temp_sqlite_url("users-default-fresh"), &fresh))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing to start"), "{err}");
+}
+
+#[tokio::test]
 async fn operational_routes() {
     let app = app().await;
     for path in ["/livez", "/readyz"] {
