@@ -167,6 +167,14 @@ impl ApiError {
             .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
     }
 
+    /// 503 with `Retry-After` in whole seconds (at least 1): the service is saturated, not broken.
+    pub fn unavailable(retry_after: std::time::Duration, detail: impl Into<String>) -> Self {
+        let secs = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+        Self::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail(detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
     /// 500: logs `cause` (with the request's span, so its `trace_id`) and sends nothing of it.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

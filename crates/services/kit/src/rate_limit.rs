@@ -18,14 +18,21 @@
 //! assert!(per_address.check("ip:192.0.2.8").is_ok()); // other addresses are not affected
 //! ```
 //!
-//! Each key may make `burst` calls at once and then one every `period / burst`. A key whose bucket
-//! has refilled is forgotten (swept when the map reaches `max_keys`); if every key is still active at
-//! the bound, the least recently used key is evicted, so memory never exceeds `max_keys` entries.
+//! Each key may make `burst` calls at once and then one every `period / burst`. Keys live in a
+//! least-recently-used map bounded at `max_keys` (the `lru` crate): a new key past the bound evicts
+//! the key untouched the longest, in O(1), so an attacker choosing fresh keys costs a constant per
+//! request and memory never exceeds `max_keys` entries.
+//!
+//! Addresses are keyed with [`address_key`]: an IPv6 client is one key per /64 (one host owns a
+//! whole /64), and a request with no known address shares one `unknown` key instead of skipping the
+//! limit.
 
-use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use lru::LruCache;
 use tokio::time::Instant;
 
 /// A keyed token-bucket limiter; share it with an `Arc` (or in handler state).
@@ -33,14 +40,25 @@ use tokio::time::Instant;
 pub struct RateLimiter {
     burst: f64,
     per_token: Duration,
-    max_keys: usize,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<LruCache<String, Bucket>>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// The last call was refused (so the next refusal is not the first of this lockout).
+    refused: bool,
+}
+
+/// A refused call: when to try again, and whether it is the first refusal since the key was last
+/// allowed (log lockouts on `first`, not on every refusal an attacker sends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// How long until a token is available.
+    pub retry_after: Duration,
+    /// The first refusal of this run.
+    pub first: bool,
 }
 
 impl RateLimiter {
@@ -50,33 +68,41 @@ impl RateLimiter {
         Self {
             burst: f64::from(burst),
             per_token: period / burst,
-            max_keys: max_keys.max(1),
-            buckets: Mutex::default(),
+            buckets: Mutex::new(LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN))),
         }
     }
 
     /// Takes one token for `key`: `Ok` when allowed, else how long until a token is available.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
+        self.take(key).map_err(|limited| limited.retry_after)
+    }
+
+    /// [`check`](Self::check), telling also whether this is the first refusal in a row.
+    pub fn take(&self, key: &str) -> Result<(), Limited> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !buckets.contains_key(key) && buckets.len() >= self.max_keys {
-            self.evict(&mut buckets, now);
+        if !buckets.contains(key) {
+            // `push` evicts the least recently used key when full.
+            buckets.push(key.to_owned(), Bucket { tokens: self.burst, updated: now, refused: false });
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let Some(bucket) = buckets.get_mut(key) else { unreachable!("just inserted") };
         let refill = now.duration_since(bucket.updated).as_secs_f64() / self.per_token.as_secs_f64();
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
+            bucket.refused = false;
             Ok(())
         } else {
-            Err(self.per_token.mul_f64(1.0 - bucket.tokens))
+            let first = !bucket.refused;
+            bucket.refused = true;
+            Err(Limited { retry_after: self.per_token.mul_f64(1.0 - bucket.tokens), first })
         }
     }
 
     /// Forgets `key` (e.g. after a successful login).
     pub fn reset(&self, key: &str) {
-        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop(key);
     }
 
     /// Number of keys tracked.
@@ -88,16 +114,19 @@ impl RateLimiter {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    fn evict(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
-        let full_after = self.per_token.mul_f64(self.burst);
-        buckets.retain(|_, b| now.duration_since(b.updated) < full_after);
-        if buckets.len() >= self.max_keys {
-            let oldest = buckets.iter().min_by_key(|(_, b)| b.updated).map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                buckets.remove(&oldest);
-            }
+/// The rate-limit key of a client address: IPv4 as is (an IPv4-mapped IPv6 address too), IPv6 by its
+/// /64 prefix, and `unknown` when no address is known, so such requests share one bucket rather than
+/// escape the limit.
+pub fn address_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
+        None => "unknown".to_owned(),
     }
 }
 
@@ -115,6 +144,7 @@ mod tests {
         }
         let wait = limiter.check("a").unwrap_err();
         assert_eq!(wait, Duration::from_secs(20));
+        assert!(!limiter.take("a").unwrap_err().first, "the second refusal in a row");
         limiter.check("b").unwrap(); // other keys are independent
         tokio::time::advance(Duration::from_secs(20)).await;
         limiter.check("a").unwrap();
@@ -124,15 +154,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn memory_is_bounded() {
+    async fn memory_is_bounded_and_the_least_recently_used_key_goes() {
         let limiter = RateLimiter::new(2, Duration::from_secs(10), 10);
+        limiter.check("kept").unwrap();
         for i in 0..1000 {
             let _ = limiter.check(&format!("key-{i}"));
+            limiter.check("kept").unwrap_or_default(); // touched on every round: never evicted
             assert!(limiter.len() <= 10);
         }
-        // Stale keys are swept first: after a full refill period only new keys remain.
-        tokio::time::advance(Duration::from_secs(11)).await;
-        limiter.check("fresh").unwrap();
-        assert_eq!(limiter.len(), 1);
+        assert!(limiter.buckets.lock().unwrap().contains("kept"));
+        assert!(!limiter.buckets.lock().unwrap().contains("key-0"));
+    }
+
+    #[test]
+    fn addresses_key_by_host_and_ipv6_by_its_64() {
+        use std::net::IpAddr;
+
+        use super::address_key;
+        let key = |s: &str| address_key(Some(s.parse::<IpAddr>().unwrap()));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(address_key(None), "unknown");
     }
 }

@@ -9,17 +9,18 @@ use kit::auth::{AdminUser, AuthUser, JwtKeys, Role};
 use kit::error::{ApiError, PROBLEM_JSON as PROBLEM, Problem};
 use kit::extract::{ClientIp, Json, Path, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
-use kit::rate_limit::RateLimiter;
+use kit::rate_limit::address_key;
 use kit::secret::Secret;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::config::Limiters;
 use crate::model::{
     ListQuery, LoginRequest, MAX_EMAIL_CHARS, RegisterRequest, TokenResponse, UpdateMeRequest, User,
     UserPage, normalize_email,
 };
-use crate::password::Hasher;
+use crate::password::{Busy, Hasher};
 use crate::store::{Account, AccountChanges, NewAccount, Store};
 
 /// Handler state.
@@ -33,10 +34,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     /// Lifetime of those tokens, in seconds (`expires_in`).
     pub token_ttl_secs: u64,
-    /// Password attempts per account.
-    pub per_account: Arc<RateLimiter>,
-    /// Login attempts per client address.
-    pub per_address: Arc<RateLimiter>,
+    /// Login and registration limits.
+    pub limits: Arc<Limiters>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,6 +73,41 @@ fn account_key(email: &str) -> String {
     normalize_email(email).chars().take(MAX_EMAIL_CHARS).collect()
 }
 
+/// A failed hash: 503 with `Retry-After` when every slot is busy (the client may try again), else 500.
+fn hashing_failed(err: kit::BoxError) -> ApiError {
+    if err.is::<Busy>() {
+        ApiError::unavailable(Busy::RETRY_AFTER, "too many password checks at once; try again shortly")
+    } else {
+        ApiError::internal(err)
+    }
+}
+
+/// One password guess for `account` from `address`: checked against the per-address, the strict
+/// per-account-and-address and the loose per-account limits, in that order. A refusal is logged once
+/// per lockout (not per refused attempt, which an attacker controls).
+fn check_guess(limits: &Limiters, account: &str, address: &str) -> Result<(), ApiError> {
+    let checks = [
+        (&limits.address, address.to_owned(), "address"),
+        (&limits.account_and_address, format!("{account}|{address}"), "account and address"),
+        (&limits.account, account.to_owned(), "account"),
+    ];
+    for (limiter, key, limit) in checks {
+        if let Err(limited) = limiter.take(&key) {
+            if limited.first {
+                tracing::warn!(account, address, limit, "login attempts locked out for a while");
+            }
+            return Err(ApiError::too_many_requests(limited.retry_after));
+        }
+    }
+    Ok(())
+}
+
+/// A successful password check clears the account's counts (a stranger's guesses elsewhere stay).
+fn guess_succeeded(limits: &Limiters, account: &str, address: &str) {
+    limits.account_and_address.reset(&format!("{account}|{address}"));
+    limits.account.reset(account);
+}
+
 /// The caller's account (401 when the token names none).
 async fn current_account(state: &AppState, user: &AuthUser) -> Result<Account, ApiError> {
     let id = Uuid::parse_str(&user.id).map_err(|_| account_gone())?;
@@ -92,15 +126,27 @@ async fn current_account(state: &AppState, user: &AuthUser) -> Result<Account, A
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid fields, one entry in `errors` each", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many registrations from this address", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Every password hashing slot is busy and the queue is full", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(input): Json<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let (email, display_name) = input.validate().map_err(ApiError::validation)?;
+    let address = address_key(ip);
+    if let Err(limited) = state.limits.registrations.take(&address) {
+        if limited.first {
+            tracing::warn!(address, "registrations from this address limited for a while");
+        }
+        return Err(ApiError::too_many_requests(limited.retry_after));
+    }
     let password_hash =
-        Secret::new(state.hasher.hash(input.password.expose()).await.map_err(ApiError::internal)?);
+        Secret::new(state.hasher.hash(input.password.expose()).await.map_err(hashing_failed)?);
     let account = NewAccount { email, password_hash, display_name, role: Role::Customer };
     let user = User::from(state.store.create(&account).await?);
     tracing::info!(user_id = %user.id, "user registered");
@@ -111,7 +157,8 @@ async fn register(
 /// Log in: exchange an email and password for a bearer token.
 ///
 /// A wrong password and an unknown email get the same answer. Attempts are limited per account and
-/// per client address; a successful login clears its account's count.
+/// address (strict), per account from all addresses (looser) and per client address; a successful
+/// login clears its account's counts.
 #[utoipa::path(
     post, path = "/v1/sessions", tag = "sessions",
     request_body(content = LoginRequest, content_type = "application/json"),
@@ -123,8 +170,10 @@ async fn register(
             headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "A field is missing or of the wrong type", body = Problem, content_type = PROBLEM),
-        (status = 429, description = "Too many attempts for this account or from this address", body = Problem,
+        (status = 422, description = "A field is missing, of the wrong type, or longer than registration allows", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many attempts for this account, or from this address", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Every password hashing slot is busy and the queue is full", body = Problem,
             content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
@@ -133,22 +182,21 @@ async fn login(
     ClientIp(ip): ClientIp,
     Json(input): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(ip) = ip {
-        state.per_address.check(&ip.to_string()).map_err(ApiError::too_many_requests)?;
-    }
+    input.validate().map_err(ApiError::validation)?;
+    let address = address_key(ip);
     let key = account_key(&input.email);
-    state.per_account.check(&key).map_err(ApiError::too_many_requests)?;
+    check_guess(&state.limits, &key, &address)?;
     let password = input.password.expose();
     let account = state.store.find_by_email(&key).await?;
     let verified = match &account {
         Some(account) => state.hasher.verify(password, account.password_hash.expose()).await,
         None => state.hasher.verify_unknown(password).await,
     }
-    .map_err(ApiError::internal)?;
+    .map_err(hashing_failed)?;
     let Some(account) = account.filter(|_| verified) else {
         return Err(invalid_credentials());
     };
-    state.per_account.reset(&key);
+    guess_succeeded(&state.limits, &key, &address);
     let access_token = state
         .keys
         .issue(&account.id.to_string(), &account.email, account.role)
@@ -187,10 +235,13 @@ async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
         (status = 422, description = "Invalid fields, one entry in `errors` each", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Too many password attempts for this account", body = Problem,
             content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Every password hashing slot is busy and the queue is full", body = Problem,
+            content_type = PROBLEM, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn update_me(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     user: AuthUser,
     Json(input): Json<UpdateMeRequest>,
 ) -> Result<Json<User>, ApiError> {
@@ -198,20 +249,20 @@ async fn update_me(
     let account = current_account(&state, &user).await?;
     let mut changes = AccountChanges { display_name: update.display_name, password_hash: None };
     if let Some((new, current)) = update.password_change {
-        // The current password is a password guess like a login: same per-account limit.
-        let key = account_key(&account.email);
-        state.per_account.check(&key).map_err(ApiError::too_many_requests)?;
+        // The current password is a password guess like a login: the same limits.
+        let (key, address) = (account_key(&account.email), address_key(ip));
+        check_guess(&state.limits, &key, &address)?;
         let verified = state
             .hasher
             .verify(current.expose(), account.password_hash.expose())
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(hashing_failed)?;
         if !verified {
             return Err(ApiError::forbidden("the current password is wrong"));
         }
-        state.per_account.reset(&key);
+        guess_succeeded(&state.limits, &key, &address);
         changes.password_hash =
-            Some(Secret::new(state.hasher.hash(new.expose()).await.map_err(ApiError::internal)?));
+            Some(Secret::new(state.hasher.hash(new.expose()).await.map_err(hashing_failed)?));
     }
     let updated = state.store.update(account.id, &changes).await?.ok_or_else(account_gone)?;
     Ok(Json(updated.into()))

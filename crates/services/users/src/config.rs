@@ -4,10 +4,13 @@
 //! |---|---|---|
 //! | `users.admin_email` | `SHOP__USERS__ADMIN_EMAIL` | `admin@palisade.local` |
 //! | `users.admin_password` | `SHOP__USERS__ADMIN_PASSWORD` | `palisade-admin-password` (a WARN is logged) |
-//! | `users.login_limits.per_account` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT` | `5` per period |
+//! | `users.login_limits.per_account_and_address` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT_AND_ADDRESS` | `5` per period |
+//! | `users.login_limits.per_account` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT` | `50` per period, from all addresses |
 //! | `users.login_limits.per_address` | `SHOP__USERS__LOGIN_LIMITS__PER_ADDRESS` | `20` per period |
 //! | `users.login_limits.period_secs` | `SHOP__USERS__LOGIN_LIMITS__PERIOD_SECS` | `60` |
-//! | `users.login_limits.max_keys` | `SHOP__USERS__LOGIN_LIMITS__MAX_KEYS` | `100000` tracked accounts/addresses each |
+//! | `users.login_limits.registrations_per_address` | `SHOP__USERS__LOGIN_LIMITS__REGISTRATIONS_PER_ADDRESS` | `10` per registration period |
+//! | `users.login_limits.registration_period_secs` | `SHOP__USERS__LOGIN_LIMITS__REGISTRATION_PERIOD_SECS` | `3600` |
+//! | `users.login_limits.max_keys` | `SHOP__USERS__LOGIN_LIMITS__MAX_KEYS` | `100000` tracked keys per limit |
 //! | `users.password_hashing.*` | `SHOP__USERS__PASSWORD_HASHING__MEMORY_KIB` | see [`HashingConfig`] |
 
 use std::time::Duration;
@@ -102,35 +105,72 @@ fn string_secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Secret<St
     deserializer.deserialize_string(StringOnly).map(Secret::new)
 }
 
-/// Login attempts allowed per period, per account (email) and per client address. A successful
-/// login clears its account's count (not its address's).
+/// Login and registration limits. The strict login limit is per account *and* address, so a
+/// stranger guessing from elsewhere cannot lock the owner out; the looser per-account limit caps a
+/// guessing campaign spread over many addresses; the per-address one caps one address trying many
+/// accounts. A successful login clears its account's counts (not its address's). Addresses are keyed
+/// by [`kit::rate_limit::address_key`] (IPv6 per /64; no known address is one shared key).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LoginLimits {
-    /// Attempts per account per period.
+    /// Attempts per account from one address per period.
+    pub per_account_and_address: u32,
+    /// Attempts per account from all addresses per period.
     pub per_account: u32,
-    /// Attempts per client address per period.
+    /// Login attempts per client address per period.
     pub per_address: u32,
     /// The period, in seconds.
     pub period_secs: u64,
-    /// Accounts (and, separately, addresses) tracked at most; bounds memory.
+    /// Registrations per client address per `registration_period_secs`.
+    pub registrations_per_address: u32,
+    /// The registration period, in seconds.
+    pub registration_period_secs: u64,
+    /// Keys tracked at most by each limit; bounds memory (the least recently used key goes).
     pub max_keys: usize,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self { per_account: 5, per_address: 20, period_secs: 60, max_keys: 100_000 }
+        Self {
+            per_account_and_address: 5,
+            per_account: 50,
+            per_address: 20,
+            period_secs: 60,
+            registrations_per_address: 10,
+            registration_period_secs: 3600,
+            max_keys: 100_000,
+        }
     }
 }
 
+/// The limiters [`LoginLimits`] describes.
+#[derive(Debug)]
+pub struct Limiters {
+    /// Keyed `account|address`.
+    pub account_and_address: RateLimiter,
+    /// Keyed by account.
+    pub account: RateLimiter,
+    /// Login attempts, keyed by address.
+    pub address: RateLimiter,
+    /// Registrations, keyed by address.
+    pub registrations: RateLimiter,
+}
+
 impl LoginLimits {
-    /// The per-account and per-address limiters.
-    pub fn limiters(&self) -> (RateLimiter, RateLimiter) {
+    /// The limiters.
+    pub fn limiters(&self) -> Limiters {
         let period = Duration::from_secs(self.period_secs.max(1));
-        (
-            RateLimiter::new(self.per_account, period, self.max_keys),
-            RateLimiter::new(self.per_address, period, self.max_keys),
-        )
+        let registration_period = Duration::from_secs(self.registration_period_secs.max(1));
+        Limiters {
+            account_and_address: RateLimiter::new(self.per_account_and_address, period, self.max_keys),
+            account: RateLimiter::new(self.per_account, period, self.max_keys),
+            address: RateLimiter::new(self.per_address, period, self.max_keys),
+            registrations: RateLimiter::new(
+                self.registrations_per_address,
+                registration_period,
+                self.max_keys,
+            ),
+        }
     }
 }
 
@@ -153,6 +193,7 @@ mod tests {
         assert_eq!(config.admin_email, DEFAULT_ADMIN_EMAIL);
         assert_eq!(config.admin_password.expose(), "an admin password");
         assert_eq!((config.login_limits.per_account, config.login_limits.per_address), (2, 20));
+        assert_eq!(config.login_limits.per_account_and_address, 5);
         assert!(!format!("{config:?}").contains("an admin password"));
         assert_eq!(UsersConfig::default().admin_password.expose(), super::DEFAULT_ADMIN_PASSWORD);
     }

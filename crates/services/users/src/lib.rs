@@ -75,7 +75,6 @@ fn routes(context: Context) -> RoutesFuture {
         let store = store::for_db(&context.db);
         let weak_allowed = context.global.weak_secrets_allowed(&context.config.host);
         bootstrap::ensure_admin(store.as_ref(), &hasher, &config, weak_allowed).await?;
-        let (per_account, per_address) = config.login_limits.limiters();
         // The same keys the kit's extractors verify with (`kit::service::Service::app`).
         let keys = JwtKeys::new(
             context.global.jwt_secret.expose().as_bytes(),
@@ -86,8 +85,7 @@ fn routes(context: Context) -> RoutesFuture {
             hasher,
             keys,
             token_ttl_secs: context.global.jwt_ttl_secs,
-            per_account: Arc::new(per_account),
-            per_address: Arc::new(per_address),
+            limits: Arc::new(config.login_limits.limiters()),
         };
         let (router, _) = api::router().split_for_parts();
         Ok(router.with_state(state))

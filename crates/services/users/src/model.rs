@@ -82,11 +82,26 @@ impl RegisterRequest {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email address (case-insensitive).
-    #[schema(format = Email, example = "alice@example.com")]
+    #[schema(format = Email, example = "alice@example.com", max_length = 254)]
     pub email: String,
     /// The account's password.
-    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple", max_length = 256)]
     pub password: Secret<String>,
+}
+
+impl LoginRequest {
+    /// Refuses what no account can have (longer than registration allows) before any hashing: a
+    /// 64 KiB password would otherwise be hashed in full.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if self.email.chars().count() > MAX_EMAIL_CHARS {
+            errors.push(FieldError::new("#/email", "must be at most 254 characters"));
+        }
+        if self.password.expose().chars().count() > MAX_PASSWORD_CHARS {
+            errors.push(FieldError::new("#/password", "must be at most 256 characters"));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
 }
 
 /// The answer to a successful login (RFC 6749 §5.1 field names).

@@ -285,6 +285,67 @@ async fn login_is_limited_per_address() {
 }
 
 #[tokio::test]
+async fn a_stranger_guessing_cannot_lock_the_owner_out() {
+    let app = app_with(&[("users.login_limits.per_account", json!(8))]).await;
+    app.register("grace@example.com", PASSWORD).await;
+    let attacker = Some([203, 0, 113, 9]);
+    for _ in 0..5 {
+        let answer = app.login_from("grace@example.com", "a guess at it", attacker).await;
+        assert_problem(&answer, StatusCode::UNAUTHORIZED);
+    }
+    // The attacker's address is locked out for this account...
+    let limited = app.login_from("grace@example.com", PASSWORD, attacker).await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS);
+    // ...and the owner, elsewhere, still logs in, even the admin.
+    let (status, _, body) = app.login_from("grace@example.com", PASSWORD, Some([198, 51, 100, 1])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..5 {
+        app.login_from(DEFAULT_ADMIN_EMAIL, "a guess at it", attacker).await;
+    }
+    let (status, _, body) =
+        app.login_from(DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD, Some([198, 51, 100, 1])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A campaign spread over many addresses meets the looser per-account limit (8 here).
+    for i in 0..8 {
+        app.login_from("grace@example.com", "a guess at it", Some([203, 0, 113, 20 + i])).await;
+    }
+    let capped = app.login_from("grace@example.com", "a guess at it", Some([203, 0, 113, 99])).await;
+    assert_problem(&capped, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn login_refuses_oversized_fields_before_hashing() {
+    let app = app().await;
+    let huge = "p".repeat(64 * 1024 - 100);
+    let (status, _, body) = app.login("anyone@example.com", &huge).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(pointers(&body), ["#/password"]);
+    let long_email = format!("{}@example.com", "a".repeat(300));
+    let (status, _, body) = app.login(&long_email, PASSWORD).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(pointers(&body), ["#/email"]);
+}
+
+#[tokio::test]
+async fn registration_is_limited_per_address() {
+    let app = app_with(&[("users.login_limits.registrations_per_address", json!(3))]).await;
+    let from = Some([192, 0, 2, 50]);
+    for i in 0..3 {
+        let body = json!({ "email": format!("new{i}@example.com"), "password": PASSWORD });
+        let (status, _, body) = app.call("POST", "/v1/users", None, Some(body), from).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let body = json!({ "email": "new9@example.com", "password": PASSWORD });
+    let limited = app.call("POST", "/v1/users", None, Some(body.clone()), from).await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.1.contains_key(header::RETRY_AFTER));
+    // Nothing was written for the refused one; another address registers it.
+    let (status, _, body) = app.call("POST", "/v1/users", None, Some(body), Some([192, 0, 2, 51])).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
 async fn admin_list_and_roles() {
     let app = app().await;
     let admin = app.admin_token().await;
