@@ -306,3 +306,18 @@ fn committed_openapi_matches_the_code() {
         "openapi/catalog.json is out of date with the code: run `cargo run --bin shop -- openapi` and commit it"
     );
 }
+
+#[test]
+fn every_operation_documents_the_stack_errors() {
+    let doc = serde_json::to_value(shop_catalog::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["500", "503", "504"] {
+                assert!(op["responses"][status]["$ref"].is_string(), "{method} {path} {status}");
+            }
+        }
+    }
+    let overloaded = &doc["components"]["responses"]["ServiceUnavailable"];
+    assert!(overloaded["headers"]["Retry-After"].is_object(), "{overloaded}");
+    assert!(overloaded["content"]["application/problem+json"]["schema"]["$ref"].is_string());
+}
