@@ -66,7 +66,9 @@ fn to_bytes(product: &Product) -> Result<Bytes, ApiError> {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of products", body = ProductPage),
-        (status = 400, description = "Invalid query parameters", body = Problem, content_type = PROBLEM),
+        (status = 400, description = "Invalid query parameters, each named in `errors`: a value out of range, \
+            `min_price` above `max_price`, `q` over 200 or `category` over 100 characters",
+            body = Problem, content_type = PROBLEM),
     )
 )]
 async fn list_products(

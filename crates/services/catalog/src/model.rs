@@ -1,4 +1,18 @@
 //! The catalog's types: what the API sends and receives, and their validation.
+//!
+//! # Limits
+//!
+//! - **Prices** are integer minor units from 0 to [`MAX_PRICE_MINOR_UNITS`] (1,000,000,000: ten
+//!   million in major units of a two-decimal currency), in an active ISO 4217 currency
+//!   ([`is_active_currency`]). A price above the ceiling is a 422, a list filter (`min_price`,
+//!   `max_price`) above it a 400. The schemas state the ceiling as `maximum`.
+//! - **Text** is measured in characters (Unicode scalar values, as JSON Schema's `maxLength`
+//!   counts them) of the value as the client sent it, before any trimming, so that the spec's
+//!   `maxLength` is exactly what is checked: a 200-character name plus a trailing space is 201.
+//!   `name` and `category` must not be blank, and are stored with surrounding whitespace trimmed;
+//!   `description` is stored as sent.
+//! - **List filters**: `q` up to [`MAX_Q_CHARS`] and `category` up to [`MAX_CATEGORY_CHARS`]
+//!   characters as sent (400 naming the parameter otherwise); a blank one filters nothing.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -7,13 +21,44 @@ use uuid::Uuid;
 
 use kit::error::FieldError;
 
+/// The price ceiling, in minor units: 10 million in major units of a two-decimal currency. The
+/// schemas state it as a literal `maximum`; a test checks that they agree.
+pub const MAX_PRICE_MINOR_UNITS: i64 = 1_000_000_000;
+/// Longest product name, in characters as sent.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest product description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+/// Longest category, in characters as sent (the `category` list filter too).
+pub const MAX_CATEGORY_CHARS: usize = 100;
+/// Longest `q` (name search) of the product list, in characters as sent.
+pub const MAX_Q_CHARS: usize = 200;
+
+/// Whether `code` is an active ISO 4217 currency code with a minor unit.
+///
+/// The list is the `iso_currency` crate's (bundled in the crate, taken from the ISO 4217 tables; no
+/// download at build time). Not accepted: codes it marks superseded (`HRK`, `SLL`, …) and the
+/// special codes without a minor unit or meaning as a price (gold `XAU`, the IMF's `XDR`, testing
+/// `XTS`, no currency `XXX`). Codes are case-sensitive: `eur` is not `EUR`.
+pub fn is_active_currency(code: &str) -> bool {
+    iso_currency::Currency::from_code(code).is_some_and(|currency| {
+        currency.is_superseded().is_none() && !currency.is_special() && currency.exponent().is_some()
+    })
+}
+
+/// Whether `text` has 1..=`max` characters as sent and is not blank.
+fn bounded_non_blank(text: &str, max: usize) -> bool {
+    text.chars().count() <= max && !text.trim().is_empty()
+}
+
 /// An amount of money in integer minor units (cents) of an ISO 4217 currency.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
-    /// Minor units (`1999` = 19.99 EUR); at least 0.
-    #[schema(minimum = 0, example = 1999)]
+    /// Minor units (`1999` = 19.99 EUR): 0 to 1,000,000,000 (10 million in major units).
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 1999)]
     pub amount: i64,
-    /// ISO 4217 code: three uppercase letters.
+    /// An active ISO 4217 code (`EUR`, `USD`, `JPY`, …); withdrawn codes (`HRK`) and codes without a
+    /// minor unit (`XAU`, `XTS`, `XXX`) are refused.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
@@ -57,15 +102,15 @@ pub struct ProductInput {
     /// Unique SKU: 1–64 characters of `A-Z a-z 0-9 - _ .`.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "MUG-001")]
     pub sku: String,
-    /// 1–200 characters.
-    #[schema(min_length = 1, max_length = 200, example = "Coffee mug")]
+    /// 1–200 characters as sent (surrounding whitespace counts), not blank; stored trimmed.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Coffee mug")]
     pub name: String,
-    /// Up to 2000 characters.
+    /// Up to 2000 characters; stored as sent.
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub description: String,
-    /// 1–100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "kitchen")]
+    /// 1–100 characters as sent (surrounding whitespace counts), not blank; stored trimmed.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "kitchen")]
     pub category: String,
     /// Price.
     pub price: Money,
@@ -80,24 +125,35 @@ impl ProductInput {
         if !sku_ok {
             errors.push(FieldError::new("#/sku", "must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'"));
         }
-        let name = self.name.trim().chars().count();
-        if name == 0 || name > 200 {
-            errors.push(FieldError::new("#/name", "must be 1-200 characters"));
+        // Lengths of what was sent, not of the trimmed value: the spec's `maxLength` (module docs).
+        if !bounded_non_blank(&self.name, MAX_NAME_CHARS) {
+            errors.push(FieldError::new(
+                "#/name",
+                format!("must be 1-{MAX_NAME_CHARS} characters (as sent) and not blank"),
+            ));
         }
-        if self.description.chars().count() > 2000 {
-            errors.push(FieldError::new("#/description", "must be at most 2000 characters"));
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            errors.push(FieldError::new(
+                "#/description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
-        let category = self.category.trim().chars().count();
-        if category == 0 || category > 100 {
-            errors.push(FieldError::new("#/category", "must be 1-100 characters"));
+        if !bounded_non_blank(&self.category, MAX_CATEGORY_CHARS) {
+            errors.push(FieldError::new(
+                "#/category",
+                format!("must be 1-{MAX_CATEGORY_CHARS} characters (as sent) and not blank"),
+            ));
         }
-        if self.price.amount < 0 {
-            errors.push(FieldError::new("#/price/amount", "must be at least 0"));
+        if !(0..=MAX_PRICE_MINOR_UNITS).contains(&self.price.amount) {
+            errors.push(FieldError::new(
+                "#/price/amount",
+                format!("must be between 0 and {MAX_PRICE_MINOR_UNITS} (minor units)"),
+            ));
         }
-        if !(self.price.currency.len() == 3 && self.price.currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        if !is_active_currency(&self.price.currency) {
             errors.push(FieldError::new(
                 "#/price/currency",
-                "must be an ISO 4217 code: three uppercase letters",
+                "must be an active ISO 4217 currency code, such as EUR or USD",
             ));
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
@@ -116,15 +172,20 @@ pub struct ListQuery {
     /// Items to skip (default 0).
     #[param(minimum = 0)]
     pub offset: Option<u64>,
-    /// Only this category (exact match).
+    /// Only this category (exact match); up to 100 characters as sent (a 400 otherwise).
+    #[param(max_length = 100)]
     pub category: Option<String>,
-    /// Only prices ≥ this amount (minor units); not above `max_price` when both are given.
-    #[param(minimum = 0)]
+    /// Only prices ≥ this amount (minor units, at most 1,000,000,000). Must not exceed `max_price`
+    /// when both are given: `min_price` above `max_price` is a 400 naming `min_price`.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub min_price: Option<i64>,
-    /// Only prices ≤ this amount (minor units).
-    #[param(minimum = 0)]
+    /// Only prices ≤ this amount (minor units, at most 1,000,000,000). Must be at least
+    /// `min_price` when both are given (a 400 otherwise).
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub max_price: Option<i64>,
-    /// Only names containing this text (case-insensitive; ASCII case folding on SQLite).
+    /// Only names containing this text (case-insensitive; ASCII case folding on SQLite); up to 200
+    /// characters as sent (a 400 otherwise).
+    #[param(max_length = 200)]
     pub q: Option<String>,
 }
 
@@ -151,8 +212,15 @@ impl ListQuery {
         let mut errors = Vec::new();
         let (limit, offset) = kit::paging::check(self.limit, self.offset, &mut errors);
         for (name, value) in [("min_price", self.min_price), ("max_price", self.max_price)] {
-            if value.is_some_and(|v| v < 0) {
-                errors.push(FieldError::new(name, "must be at least 0"));
+            if value.is_some_and(|v| !(0..=MAX_PRICE_MINOR_UNITS).contains(&v)) {
+                errors.push(FieldError::new(name, format!("must be between 0 and {MAX_PRICE_MINOR_UNITS}")));
+            }
+        }
+        for (name, value, max) in
+            [("category", &self.category, MAX_CATEGORY_CHARS), ("q", &self.q, MAX_Q_CHARS)]
+        {
+            if value.as_deref().is_some_and(|v| v.chars().count() > max) {
+                errors.push(FieldError::new(name, format!("must be at most {max} characters")));
             }
         }
         if let (Some(min), Some(max)) = (self.min_price, self.max_price)

@@ -306,3 +306,130 @@ fn committed_openapi_matches_the_code() {
         "openapi/catalog.json is out of date with the code: run `cargo run --bin shop -- openapi` and commit it"
     );
 }
+
+fn priced(amount: i64, currency: &str) -> String {
+    json!({ "sku": "P-1", "name": "Mug", "category": "kitchen", "price": { "amount": amount, "currency": currency } })
+        .to_string()
+}
+
+async fn create_errors(app: &TestApp, body: &str) -> Vec<Value> {
+    let (status, headers, body) = app.write("POST", "/v1/products", Some(Role::Admin), body).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].clone()).collect()
+}
+
+#[tokio::test]
+async fn currencies_must_be_active_iso_4217_codes() {
+    let app = app().await;
+    // Well-formed but not ISO 4217; superseded (HRK, 2023); no minor unit (XAU gold, XTS testing).
+    for code in ["XYZ", "HRK", "XAU", "XTS", "eur"] {
+        assert_eq!(create_errors(&app, &priced(1, code)).await, ["#/price/currency"], "{code}");
+    }
+    let (status, _, body) = app.get("/v1/products").await;
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{body}");
+    for (i, code) in ["EUR", "JPY", "CHF", "KWD"].into_iter().enumerate() {
+        let body = priced(1, code).replace("P-1", &format!("P-{i}"));
+        let (status, _, created) = app.write("POST", "/v1/products", Some(Role::Admin), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{code}: {created}");
+        assert_eq!(created["price"]["currency"], code);
+    }
+}
+
+#[tokio::test]
+async fn money_rejects_unknown_fields() {
+    let app = app().await;
+    let body = json!({ "sku": "P-1", "name": "Mug", "category": "kitchen",
+        "price": { "amount": 1, "currency": "EUR", "vat": 20 } });
+    let pointers = create_errors(&app, &body.to_string()).await;
+    assert!(pointers.len() == 1 && pointers[0].as_str().unwrap().starts_with("#/price"), "{pointers:?}");
+}
+
+#[tokio::test]
+async fn prices_have_a_ceiling() {
+    let app = app().await;
+    let max = shop_catalog::model::MAX_PRICE_MINOR_UNITS;
+    assert_eq!(max, 1_000_000_000);
+    assert_eq!(create_errors(&app, &priced(max + 1, "EUR")).await, ["#/price/amount"]);
+    assert_eq!(create_errors(&app, &priced(i64::MAX, "EUR")).await, ["#/price/amount"]);
+    let (status, _, created) =
+        app.write("POST", "/v1/products", Some(Role::Admin), &priced(max, "EUR")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, headers, body) =
+        app.write("PUT", &format!("/v1/products/{id}"), Some(Role::Admin), &priced(max + 1, "EUR")).await;
+    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["pointer"], "#/price/amount");
+}
+
+#[tokio::test]
+async fn text_fields_are_bounded_by_what_the_client_sent() {
+    let app = app().await;
+    let admin = Some(Role::Admin);
+    // The spec says maxLength 200 / 100: one trailing space past it is one character too many.
+    let long_name = format!("{} ", "x".repeat(200));
+    let long_category = format!(" {}", "c".repeat(100));
+    let body = json!({ "sku": "P-1", "name": long_name, "category": long_category,
+        "description": format!("{}\t", "d".repeat(2000)), "price": { "amount": 1, "currency": "EUR" } });
+    assert_eq!(create_errors(&app, &body.to_string()).await, ["#/name", "#/description", "#/category"]);
+    // Blank is empty; exactly at the limit passes and is stored trimmed.
+    assert_eq!(create_errors(&app, &product("P-1", "   ", "kitchen", 1)).await, ["#/name"]);
+    let at_limit = format!(" {}", "x".repeat(199));
+    let (status, _, created) =
+        app.write("POST", "/v1/products", admin, &product("P-1", &at_limit, "kitchen ", 1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!((created["name"].as_str().unwrap().len(), &created["category"]), (199, &json!("kitchen")));
+}
+
+#[tokio::test]
+async fn list_text_parameters_are_bounded() {
+    let app = app().await;
+    for (name, len) in [("q", 201), ("category", 101)] {
+        let (status, headers, body) = app.get(&format!("/v1/products?{name}={}", "a".repeat(len))).await;
+        assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0]["pointer"], name, "{body}");
+        // A trailing (encoded) space counts too: the limit is on what was sent.
+        let (status, _, body) = app.get(&format!("/v1/products?{name}={}%20", "a".repeat(len - 1))).await;
+        assert_eq!((status, &body["errors"][0]["pointer"]), (StatusCode::BAD_REQUEST, &json!(name)));
+        let (status, _, body) = app.get(&format!("/v1/products?{name}={}", "é".repeat(len - 1))).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    let (status, _, body) = app.get("/v1/products?min_price=9&max_price=1").await;
+    assert_eq!((status, &body["errors"][0]["pointer"]), (StatusCode::BAD_REQUEST, &json!("min_price")));
+}
+
+#[test]
+fn the_spec_documents_the_input_limits() {
+    let doc = serde_json::to_value(shop_catalog::openapi()).unwrap();
+    let list = &doc["paths"]["/v1/products"]["get"];
+    let param = |name: &str| {
+        list["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    };
+    assert_eq!(param("q")["schema"]["maxLength"], 200);
+    assert_eq!(param("category")["schema"]["maxLength"], 100);
+    for name in ["min_price", "max_price"] {
+        assert_eq!(param(name)["schema"]["maximum"], 1_000_000_000, "{name}");
+        assert!(param(name)["description"].as_str().unwrap().contains("400"), "{name}");
+    }
+    let bad_request = list["responses"]["400"]["description"].as_str().unwrap();
+    assert!(bad_request.contains("`min_price` above `max_price`"), "{bad_request}");
+    let money = &doc["components"]["schemas"]["Money"];
+    assert_eq!(money["properties"]["amount"]["maximum"], 1_000_000_000);
+    assert_eq!(money["additionalProperties"], false);
+    let input = &doc["components"]["schemas"]["ProductInput"]["properties"];
+    assert_eq!((&input["name"]["maxLength"], &input["category"]["maxLength"]), (&json!(200), &json!(100)));
+}
+
+#[test]
+fn every_operation_documents_the_stack_errors() {
+    let doc = serde_json::to_value(shop_catalog::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["500", "503", "504"] {
+                assert!(op["responses"][status]["$ref"].is_string(), "{method} {path} {status}");
+            }
+        }
+    }
+    let overloaded = &doc["components"]["responses"]["ServiceUnavailable"];
+    assert!(overloaded["headers"]["Retry-After"].is_object(), "{overloaded}");
+    assert!(overloaded["content"]["application/problem+json"]["schema"]["$ref"].is_string());
+}

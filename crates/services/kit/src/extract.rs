@@ -7,11 +7,13 @@
 //! | JSON of the wrong shape (missing field, wrong type, array for object) | 422, with the field's pointer |
 //! | body over the limit | 413 |
 //! | path segment that does not parse | 400 |
+//! | path extractor that does not fit its route (wrong number of parameters, unsupported type, no route parameters at all) | 500, logged at ERROR: a server bug |
 //! | query string that does not parse | 400, with the parameter's name |
 //!
 //! [`ClientIp`] gives the peer address (for per-address rate limits) and [`IfNoneMatch`] the
 //! `If-None-Match` header; neither rejects.
 
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
@@ -108,7 +110,8 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Path parameters; a segment that does not parse is a 400 problem.
+/// Path parameters; a segment that does not parse is a 400 problem, an extractor that does not
+/// fit its route a 500 (see the [module docs](self)).
 #[derive(Clone, Copy, Debug)]
 pub struct Path<T>(pub T);
 
@@ -116,11 +119,33 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(
-            |err: PathRejection| {
-                ApiError::bad_request(format!("invalid path parameter: {}", err.body_text()))
-            },
-        )
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|err| path_rejection::<T>(&err))
+    }
+}
+
+/// 400 for what the client sent; 500 (logged) when the route and the extracted type disagree,
+/// which no request can fix.
+fn path_rejection<T>(err: &PathRejection) -> ApiError {
+    let server_bug = match err {
+        PathRejection::FailedToDeserializePathParams(inner) => matches!(
+            inner.kind(),
+            ErrorKind::WrongNumberOfParameters { .. } | ErrorKind::UnsupportedType { .. }
+        ),
+        PathRejection::MissingPathParams(_) => true,
+        // `PathRejection` is non-exhaustive: trust axum's own status for what it may add.
+        other => other.status().is_server_error(),
+    };
+    if server_bug {
+        ApiError::internal(format!(
+            "the path extractor `Path<{}>` does not fit its route: {}",
+            std::any::type_name::<T>(),
+            err.body_text()
+        ))
+    } else {
+        ApiError::bad_request(format!("invalid path parameter: {}", err.body_text()))
     }
 }
 
@@ -385,5 +410,58 @@ mod tests {
         assert!(!absent.matches("\"a\""));
         let star = super::IfNoneMatch(vec![http::HeaderValue::from_static("*")]);
         assert!(star.matches("\"anything\""));
+    }
+
+    /// The status, `Content-Type` and body of `GET uri` on `router`.
+    async fn get_status(router: axum::Router, uri: &str) -> (StatusCode, String, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let res =
+            router.oneshot(http::Request::get(uri).body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let content_type =
+            res.headers().get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, content_type.unwrap_or_default(), serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_mis_declared_path_is_a_500_and_a_bad_segment_a_400() {
+        use axum::routing::get;
+        use uuid::Uuid;
+
+        use super::Path;
+
+        let router = axum::Router::new()
+            // Mis-declared: two parameters extracted, one in the route.
+            .route("/pairs/{id}", get(|Path(_): Path<(Uuid, Uuid)>| async {}))
+            // Mis-declared: a type path parameters cannot deserialize into.
+            .route("/nested/{id}", get(|Path(_): Path<Vec<Vec<String>>>| async {}))
+            // Mis-declared: a parameter extracted, none in the route.
+            .route("/none", get(|Path(_): Path<Uuid>| async {}))
+            .route("/things/{id}", get(|Path(_): Path<Uuid>| async {}));
+        for uri in ["/pairs/6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11", "/nested/a", "/none"] {
+            let (status, content_type, body) = get_status(router.clone(), uri).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {body}");
+            assert_eq!(content_type, crate::error::PROBLEM_JSON);
+            // The server's mistake is logged, not explained to the client.
+            assert_eq!(body["detail"], "the server failed to handle the request", "{uri}");
+        }
+        let (status, content_type, body) = get_status(router.clone(), "/things/not-a-uuid").await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::BAD_REQUEST, crate::error::PROBLEM_JSON));
+        assert!(body["detail"].as_str().unwrap().starts_with("invalid path parameter"), "{body}");
+        let (status, _, _) = get_status(router, "/things/6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn path_without_route_parameters_is_a_500() {
+        use axum::extract::FromRequestParts;
+
+        // No router ran: axum's path parameters are missing altogether (`MissingPathParams`).
+        let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        let err = super::Path::<String>::from_request_parts(&mut parts, &()).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

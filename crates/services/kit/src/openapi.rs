@@ -2,6 +2,13 @@
 //! authenticated routes name (`security(("bearer" = []))`), their `401`/`403` responses
 //! ([`AuthErrors`], [`NotAdmin`]), and how the document is assembled.
 //!
+//! [`document`] also gives every operation under `/v1` the answers the server stack
+//! ([`crate::server`]) can give on any route, so no route lists them: `500` (a handler or
+//! extractor failed), `503` with `Retry-After` (the load shedder refused it) and `504` (the timeout
+//! or the caller's deadline ran out), each a reference to a shared response component
+//! ([`STACK_ERRORS`]) whose body is a [`Problem`]. An operation that documents one of these
+//! statuses itself keeps its own.
+//!
 //! ```ignore
 //! #[derive(utoipa::OpenApi)]
 //! #[openapi(info(title = "Palisade Shop catalog"), modifiers(&kit::openapi::BearerAuth))]
@@ -13,9 +20,11 @@
 //! }
 //! ```
 
-use utoipa::Modify;
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::{Modify, PartialSchema, ToSchema};
 
 use crate::error::Problem;
 
@@ -35,12 +44,83 @@ impl Modify for BearerAuth {
     }
 }
 
-/// A service's document: `doc` (info, components, tags) with the router's `paths` merged in and
-/// `info.version` set to `version` (the service crate's `CARGO_PKG_VERSION`).
+/// A service's document: `doc` (info, components, tags) with the router's `paths` merged in,
+/// `info.version` set to `version` (the service crate's `CARGO_PKG_VERSION`), and the
+/// [`STACK_ERRORS`] added to every operation under `/v1` that does not document them itself.
 pub fn document(mut doc: OpenApi, paths: OpenApi, version: &str) -> OpenApi {
     doc.merge(paths);
     version.clone_into(&mut doc.info.version);
+    add_stack_errors(&mut doc);
     doc
+}
+
+/// The answers of the server stack on any `/v1` route: status and response component name.
+pub const STACK_ERRORS: [(&str, &str); 3] =
+    [("500", "InternalServerError"), ("503", "ServiceUnavailable"), ("504", "GatewayTimeout")];
+
+fn add_stack_errors(doc: &mut OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut schemas = vec![(Problem::name().into_owned(), Problem::schema())];
+    Problem::schemas(&mut schemas);
+    for (name, schema) in schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
+    let problem =
+        || ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name().into_owned()))).build();
+    let internal = ResponseBuilder::new()
+        .description(
+            "The server failed to handle the request; its logs have the cause under the problem's `trace_id`",
+        )
+        .content(crate::error::PROBLEM_JSON, problem());
+    let overloaded = ResponseBuilder::new()
+        .description(
+            "Overloaded: the server is at its limit of requests in flight; retry after `Retry-After`",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
+                .description(Some("Seconds to wait before retrying (jittered)"))
+                .build(),
+        )
+        .content(crate::error::PROBLEM_JSON, problem());
+    let timeout = ResponseBuilder::new()
+        .description(
+            "The request ran out of time: the server's request timeout, or the deadline the caller sent \
+             in `x-request-timeout-ms`",
+        )
+        .content(crate::error::PROBLEM_JSON, problem());
+    for ((_, name), response) in STACK_ERRORS.iter().zip([internal, overloaded, timeout]) {
+        components.responses.entry((*name).to_owned()).or_insert_with(|| response.build().into());
+    }
+    for (path, item) in &mut doc.paths.paths {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            add_responses(operation);
+        }
+    }
+}
+
+fn add_responses(operation: &mut Operation) {
+    for (status, name) in STACK_ERRORS {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+    }
 }
 
 /// The error response of an endpoint that needs any valid token: `401` with the bearer challenge.
@@ -94,5 +174,46 @@ mod tests {
         let doc = document(OpenApiBuilder::new().build(), paths, "1.2.3");
         assert_eq!(doc.info.version, "1.2.3");
         assert!(doc.paths.paths.contains_key("/v1/things"));
+    }
+
+    #[test]
+    fn document_adds_the_stack_errors_to_every_v1_operation_once() {
+        use utoipa::openapi::ResponseBuilder;
+
+        let own_500 = ResponseBuilder::new().description("custom").build();
+        let paths = OpenApiBuilder::new()
+            .paths(
+                PathsBuilder::new()
+                    .path(
+                        "/v1/things",
+                        PathItem::new(HttpMethod::Get, OperationBuilder::new().response("500", own_500)),
+                    )
+                    .path("/v1/things/{id}", PathItem::new(HttpMethod::Delete, OperationBuilder::new()))
+                    .path("/livez", PathItem::new(HttpMethod::Get, OperationBuilder::new())),
+            )
+            .build();
+        let doc = serde_json::to_value(document(OpenApiBuilder::new().build(), paths, "1")).unwrap();
+        let responses = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
+        let reference = |name: &str| serde_json::json!({ "$ref": format!("#/components/responses/{name}") });
+
+        // An operation's own answer stays; the others are added, by reference.
+        assert_eq!(responses("/v1/things", "get")["500"]["description"], "custom");
+        assert_eq!(responses("/v1/things", "get")["503"], reference("ServiceUnavailable"));
+        let delete = responses("/v1/things/{id}", "delete");
+        assert_eq!(delete["500"], reference("InternalServerError"));
+        assert_eq!(delete["503"], reference("ServiceUnavailable"));
+        assert_eq!(delete["504"], reference("GatewayTimeout"));
+        assert!(responses("/livez", "get").get("503").is_none(), "only /v1 operations");
+
+        let components = &doc["components"];
+        for name in ["InternalServerError", "ServiceUnavailable", "GatewayTimeout"] {
+            let schema = &components["responses"][name]["content"]["application/problem+json"]["schema"];
+            assert_eq!(schema["$ref"], "#/components/schemas/Problem", "{name}");
+        }
+        let retry_after = &components["responses"]["ServiceUnavailable"]["headers"]["Retry-After"];
+        assert_eq!(retry_after["schema"]["type"], "integer", "{retry_after}");
+        assert!(
+            components["schemas"]["Problem"].is_object() && components["schemas"]["FieldError"].is_object()
+        );
     }
 }

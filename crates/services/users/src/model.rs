@@ -1,6 +1,10 @@
 //! The users service's types: what the API sends and receives, and their validation.
 //!
 //! Types that carry a password hold it in a [`Secret`], so their `Debug` output never shows it.
+//!
+//! Lengths are counted in characters of the value as the client sent it, before trimming, so that
+//! the spec's `maxLength` is exactly what is checked; `email` and `display_name` are then stored
+//! trimmed (a display name must not be blank).
 
 use kit::auth::Role;
 use kit::error::FieldError;
@@ -16,8 +20,10 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_CHARS: usize = 256;
 /// Longest accepted email address (RFC 5321 path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
-/// Longest display name, in characters.
+/// Longest display name, in characters as sent.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+const EMAIL_TOO_LONG: &str = "must be at most 254 characters";
 
 /// An account as the API shows it (never with its password hash).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -45,16 +51,17 @@ pub struct User {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Email address; stored lowercase, unique.
+    /// Email address, at most 254 characters as sent; stored trimmed and lowercase, unique.
     #[schema(format = Email, example = "alice@example.com", max_length = 254)]
     pub email: String,
     /// 12–256 characters.
     #[schema(value_type = String, format = Password, min_length = 12, max_length = 256,
         example = "correct horse battery staple")]
     pub password: Secret<String>,
-    /// Name to show: 1–100 characters.
+    /// Name to show: 1–100 characters as sent (surrounding whitespace counts), not blank; stored
+    /// trimmed.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 100, example = "Alice")]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Alice")]
     pub display_name: Option<String>,
 }
 
@@ -63,17 +70,23 @@ impl RegisterRequest {
     pub fn validate(&self) -> Result<(String, Option<String>), Vec<FieldError>> {
         let mut errors = Vec::new();
         let email = normalize_email(&self.email);
-        if let Err(detail) = check_email(&email) {
+        let email_check = if self.email.chars().count() > MAX_EMAIL_CHARS {
+            Err(EMAIL_TOO_LONG) // counted as sent, like the spec's maxLength
+        } else {
+            check_email(&email)
+        };
+        if let Err(detail) = email_check {
             errors.push(FieldError::new("#/email", detail));
         }
         if let Err(detail) = check_password(self.password.expose()) {
             errors.push(FieldError::new("#/password", detail));
         }
-        let display_name = self.display_name.as_deref().map(str::trim);
+        let display_name = self.display_name.as_deref();
         if let Some(Err(detail)) = display_name.map(check_display_name) {
             errors.push(FieldError::new("#/display_name", detail));
         }
-        if errors.is_empty() { Ok((email, display_name.map(str::to_owned))) } else { Err(errors) }
+        let display_name = display_name.map(|name| name.trim().to_owned());
+        if errors.is_empty() { Ok((email, display_name)) } else { Err(errors) }
     }
 }
 
@@ -131,9 +144,10 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    /// New display name (1–100 characters), or `null` to remove it.
+    /// New display name (1–100 characters as sent, not blank; stored trimmed), or `null` to remove
+    /// it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, example = "Alice B.")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "\\S", example = "Alice B.")]
     pub display_name: Option<Option<String>>,
     /// New password (12–256 characters); needs `current_password`.
     #[serde(default)]
@@ -158,12 +172,12 @@ impl UpdateMeRequest {
     /// Checks every field.
     pub fn validate(self) -> Result<UpdateMe, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let display_name = self.display_name.map(|name| name.map(|n| n.trim().to_owned()));
-        if let Some(Some(name)) = &display_name
+        if let Some(Some(name)) = &self.display_name
             && let Err(detail) = check_display_name(name)
         {
             errors.push(FieldError::new("#/display_name", detail));
         }
+        let display_name = self.display_name.map(|name| name.map(|n| n.trim().to_owned()));
         if let Some(password) = &self.password
             && let Err(detail) = check_password(password.expose())
         {
@@ -202,7 +216,7 @@ pub fn normalize_email(email: &str) -> String {
 fn check_email(email: &str) -> Result<(), &'static str> {
     const INVALID: &str = "must be an email address like name@example.com";
     if email.chars().count() > MAX_EMAIL_CHARS {
-        return Err("must be at most 254 characters");
+        return Err(EMAIL_TOO_LONG);
     }
     let Some((local, domain)) = email.split_once('@') else { return Err(INVALID) };
     let local_ok = (1..=64).contains(&local.len())
@@ -232,9 +246,14 @@ fn check_password(password: &str) -> Result<(), &'static str> {
     }
 }
 
+/// `name` as sent: its length counts surrounding whitespace; what is stored (trimmed) must be
+/// non-empty and free of control characters.
 fn check_display_name(name: &str) -> Result<(), &'static str> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+    let stored = name.trim();
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS
+        || stored.is_empty()
+        || stored.chars().any(char::is_control)
+    {
         Err("must be 1-100 characters without control characters")
     } else {
         Ok(())
@@ -311,6 +330,33 @@ mod tests {
         let long = format!(r#"{{"email":"a@b.co","password":"{}"}}"#, "p".repeat(257));
         let req: RegisterRequest = serde_json::from_str(&long).unwrap();
         assert_eq!(req.validate().unwrap_err()[0].pointer, "#/password");
+    }
+
+    #[test]
+    fn lengths_count_what_the_client_sent() {
+        // The spec's maxLength is on the value as sent: trimming must not let one more character in.
+        let email = format!("{}@{}.{}.{}", "a".repeat(64), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        assert_eq!(email.chars().count(), 254);
+        let name = "n".repeat(100);
+        let register = |email: &str, name: &str| {
+            serde_json::from_value::<RegisterRequest>(serde_json::json!({
+                "email": email, "password": "twelve chars", "display_name": name
+            }))
+            .unwrap()
+            .validate()
+        };
+        let pointers: Vec<_> = register(&format!(" {email}"), &format!("{name} "))
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect();
+        assert_eq!(pointers, ["#/email", "#/display_name"]);
+        assert_eq!(
+            register(&email, &format!(" {}", &name[1..])).unwrap(),
+            (email, Some(name[1..].to_owned()))
+        );
+        let update = UpdateMeRequest { display_name: Some(Some(format!("{name}\t"))), ..Default::default() };
+        assert_eq!(update.validate().unwrap_err()[0].pointer, "#/display_name");
     }
 
     #[test]
