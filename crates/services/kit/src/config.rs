@@ -15,6 +15,7 @@
 //! | `<service>.request_timeout_ms` | `SHOP__CATALOG__REQUEST_TIMEOUT_MS` | `10000` |
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
 //! | `<service>.readiness_timeout_ms` | `SHOP__CATALOG__READINESS_TIMEOUT_MS` | `1000` |
+//! | `<service>.trusted_proxies` | `SHOP__USERS__TRUSTED_PROXIES` (YAML list in the file) | none: see [`crate::client_ip`] |
 //! | `<service>.drain_delay_ms` | `SHOP__CATALOG__DRAIN_DELAY_MS` | `0` (set ~5000 behind a load balancer) |
 //! | `<service>.downstreams.<peer>.*` | `SHOP__ORDERS__DOWNSTREAMS__CATALOG__URL` | see [`DownstreamConfig`] |
 //!
@@ -307,6 +308,8 @@ pub struct ServiceConfig {
     pub readiness_timeout_ms: u64,
     /// After a shutdown signal: how long `/readyz` answers 503 before the listener closes.
     pub drain_delay_ms: u64,
+    /// Proxies (CIDRs) whose forwarding headers name the client ([`crate::client_ip`]).
+    pub trusted_proxies: Vec<String>,
     /// Client settings per downstream service, by name.
     pub downstreams: BTreeMap<String, DownstreamConfig>,
 }
@@ -324,6 +327,7 @@ impl ServiceConfig {
             body_limit_bytes: 64 * 1024,
             readiness_timeout_ms: 1_000,
             drain_delay_ms: 0,
+            trusted_proxies: Vec::new(),
             downstreams: BTreeMap::new(),
         }
     }
@@ -351,6 +355,9 @@ impl ServiceConfig {
             if value == 0 {
                 problems.push(format!("{service}.{key} must be at least 1"));
             }
+        }
+        if let Err(problem) = crate::client_ip::TrustedProxies::parse(&self.trusted_proxies) {
+            problems.push(format!("{service}.trusted_proxies: {problem}"));
         }
         for (peer, downstream) in &self.downstreams {
             if let Err(problem) = downstream.validate(peer) {

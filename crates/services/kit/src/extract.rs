@@ -10,8 +10,8 @@
 //! | path extractor that does not fit its route (wrong number of parameters, unsupported type, no route parameters at all) | 500, logged at ERROR: a server bug |
 //! | query string that does not parse | 400, with the parameter's name |
 //!
-//! [`ClientIp`] gives the peer address (for per-address rate limits) and [`IfNoneMatch`] the
-//! `If-None-Match` header; neither rejects.
+//! [`ClientIp`] gives the client's address (for per-address rate limits; see [`crate::client_ip`])
+//! and [`IfNoneMatch`] the `If-None-Match` header; neither rejects.
 
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -171,21 +171,7 @@ fn serde_urlencoded_de(query: &str) -> serde_urlencoded::Deserializer<'_> {
     serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
 }
 
-/// The TCP peer's IP address, when served by [`crate::server::Server`] (`None` in `oneshot` tests).
-///
-/// Forwarding headers (`X-Forwarded-For`) are not trusted: behind a proxy every client would share
-/// the proxy's address; configure the proxy to limit per client instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientIp(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(Self(info.map(|info| info.0.ip())))
-    }
-}
+pub use crate::client_ip::ClientIp;
 
 /// The `If-None-Match` header of a request, for conditional `GET`s. Unlike extracting the whole
 /// `HeaderMap` (which clones every header), it copies only this header's values, and nothing when

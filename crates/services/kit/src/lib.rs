@@ -10,6 +10,7 @@
 //! | [`auth`] | HS256 JWTs: issue, and the `AuthUser`/`AdminUser` extractors |
 //! | [`paging`] | `limit`/`offset` checks and next-page offsets for list endpoints |
 //! | [`rate_limit`] | keyed token-bucket limiter with bounded memory |
+//! | [`client_ip`] | the client's address, through trusted proxies' forwarding headers |
 //! | [`openapi`] | the `bearer` security scheme and document assembly every service's spec shares |
 //! | [`health`] | `/livez`, `/readyz` |
 //! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod error;

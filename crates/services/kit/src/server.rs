@@ -27,6 +27,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::JwtKeys;
+use crate::client_ip::TrustedProxies;
 use crate::config::ServiceConfig;
 use crate::error::{ProblemContextLayer, not_found};
 use crate::health::Health;
@@ -47,6 +48,8 @@ pub fn app(
         .timeout(config.request_timeout())
         .max_in_flight(config.max_in_flight)
         .build()?;
+    let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
+        .map_err(|problem| InvalidConfig::new("trusted_proxies", problem))?;
     let prometheus = telemetry::prometheus();
     let metrics = get(move || {
         let body = prometheus.render();
@@ -61,6 +64,7 @@ pub fn app(
             ServiceBuilder::new()
                 .layer(stack)
                 .layer(Extension(keys))
+                .layer(Extension(trusted_proxies))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes))
                 .layer(ProblemContextLayer),
         )

@@ -11,6 +11,7 @@ use kit::error::FieldError;
 use kit::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use unicode_normalization::UnicodeNormalization;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -205,16 +206,31 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-/// `email` trimmed and lowercased: the form the store keeps and the rate limiter keys on.
+/// `email` trimmed, in Unicode NFC and lowercased: the form the store keeps and the rate limiter
+/// keys on, so `é` typed precomposed or as `e` + combining accent is one account.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    email.trim().nfc().collect::<String>().to_lowercase()
 }
+
+/// Characters that change how text reads without showing: bidirectional overrides and isolates
+/// (the "Trojan Source" controls), zero-width spaces and joiners, the BOM and the soft hyphen. An
+/// email or a display name with one could pass for another account in an admin's list.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+const INVISIBLE: &str = "must not contain invisible or text-direction characters";
 
 /// A pragmatic address check (not the whole of RFC 5322): one `@`, a local part of 1–64 printable
 /// characters without spaces, and a domain of at least two dot-separated labels of letters, digits
 /// and inner hyphens.
 fn check_email(email: &str) -> Result<(), &'static str> {
     const INVALID: &str = "must be an email address like name@example.com";
+    if email.chars().any(is_invisible) {
+        return Err(INVISIBLE);
+    }
     if email.chars().count() > MAX_EMAIL_CHARS {
         return Err(EMAIL_TOO_LONG);
     }
@@ -250,6 +266,9 @@ fn check_password(password: &str) -> Result<(), &'static str> {
 /// non-empty and free of control characters.
 fn check_display_name(name: &str) -> Result<(), &'static str> {
     let stored = name.trim();
+    if stored.chars().any(is_invisible) {
+        return Err(INVISIBLE);
+    }
     if name.chars().count() > MAX_DISPLAY_NAME_CHARS
         || stored.is_empty()
         || stored.chars().any(char::is_control)
@@ -314,6 +333,21 @@ mod tests {
         }
         assert!(check_email(&format!("{}@b.co", "a".repeat(65))).is_err());
         assert_eq!(normalize_email("  Alice@Example.COM "), "alice@example.com");
+    }
+
+    #[test]
+    fn emails_are_nfc_and_invisible_characters_are_refused() {
+        // "é" precomposed and as "e" + U+0301: one account.
+        assert_eq!(normalize_email("Ren\u{e9}@example.com"), normalize_email("Rene\u{301}@example.com"));
+        assert_eq!(normalize_email("Rene\u{301}@example.com"), "ren\u{e9}@example.com");
+        for sneaky in ["ad\u{200B}min@example.com", "admin\u{202E}@example.com", "\u{FEFF}a@example.com"] {
+            let email = normalize_email(sneaky);
+            assert_eq!(check_email(&email), Err(super::INVISIBLE), "{sneaky:?}");
+        }
+        for name in ["Ad\u{200D}min", "\u{2067}nimdA", "Ali\u{00AD}ce"] {
+            assert_eq!(super::check_display_name(name), Err(super::INVISIBLE), "{name:?}");
+        }
+        assert_eq!(super::check_display_name("Zoë ∂ 山田"), Ok(()));
     }
 
     #[test]

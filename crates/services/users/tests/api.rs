@@ -530,6 +530,18 @@ impl RunningShop {
         (parts.status, parts.headers, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
     }
 
+    /// A login with `X-Forwarded-For: forwarded_for`; the status only.
+    async fn login_forwarded(&self, forwarded_for: &str) -> StatusCode {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("{}/v1/sessions", self.base))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", forwarded_for)
+            .body(credentials("nobody@example.com", "a wrong password").to_string())
+            .unwrap();
+        self.client.request(req).await.unwrap().status()
+    }
+
     async fn stop(self) {
         self.trigger.trigger();
         self.server.await.unwrap().unwrap();
@@ -572,6 +584,34 @@ async fn real_port_session_per_address_limit_and_shutdown() {
     assert!(headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
 
     shop.stop().await;
+}
+
+/// Behind a trusted proxy (here the test itself, on 127.0.0.1) each forwarded client has its own
+/// per-address limit; from an untrusted peer the header is ignored, so forging it gains nothing.
+#[tokio::test]
+async fn forwarded_clients_are_limited_apart_only_behind_a_trusted_proxy() {
+    let limits = ("users.login_limits.per_address", json!(2));
+    let shop = RunningShop::start(&[limits.clone(), ("users.trusted_proxies", json!(["127.0.0.0/8"]))]).await;
+    for _ in 0..2 {
+        assert_eq!(shop.login_forwarded("198.51.100.1, 203.0.113.1").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(shop.login_forwarded("203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+    // The forged left-most entry is not what counts: the proxy appended 203.0.113.1.
+    assert_eq!(shop.login_forwarded("203.0.113.2, 203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(shop.login_forwarded("203.0.113.2").await, StatusCode::UNAUTHORIZED);
+    // An IPv6 client is one key per /64.
+    for _ in 0..2 {
+        assert_eq!(shop.login_forwarded("2001:db8:7:7::1").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(shop.login_forwarded("2001:db8:7:7::beef").await, StatusCode::TOO_MANY_REQUESTS);
+    shop.stop().await;
+
+    let untrusted = RunningShop::start(&[limits]).await;
+    for _ in 0..2 {
+        assert_eq!(untrusted.login_forwarded("203.0.113.1").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(untrusted.login_forwarded("203.0.113.99").await, StatusCode::TOO_MANY_REQUESTS);
+    untrusted.stop().await;
 }
 
 /// The outage this reproduces: ~55 bad logins from one address used to open the server stack's
