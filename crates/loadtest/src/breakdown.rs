@@ -70,7 +70,7 @@ pub async fn app(variant: Variant, url: &str) -> Result<Router, BoxError> {
             let health = Health::new(db, Duration::from_millis(config.readiness_timeout_ms));
             let keys = JwtKeys::new(b"breakdown-variant-unused-secret", Duration::from_secs(60));
             let openapi = utoipa::openapi::OpenApiBuilder::new().build();
-            Ok(kit::server::app("catalog", bare::app(pool), openapi, &health, &config, keys)?)
+            Ok(kit::server::app("catalog", bare::app(pool), openapi, &health, &config, keys, None)?)
         }
         Variant::CatalogHandlers => {
             let state = AppState {

@@ -6,12 +6,20 @@
 //! badly signed or expired token adds `error="invalid_token"` and an `error_description`. A valid
 //! token of the wrong role is a 403. The keys reach the extractors through request extensions
 //! ([`crate::server`] installs them), so any handler state works.
+//!
+//! **Revocation.** A token carries the account's token version (`ver`), which users bumps on every
+//! password or role change. A valid signature is not enough when a [`TokenChecker`] is in the
+//! request's extensions: the extractors ask it whether the token is still current, and a revoked one
+//! is a 401. Users checks its own database; the other services ask users (through
+//! [`crate::token_check::UsersTokenCheck`], cached for a few seconds), so a demoted admin loses admin
+//! power everywhere within that cache time, not at the token's expiry.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
+use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use jsonwebtoken::errors::ErrorKind;
@@ -43,6 +51,41 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// The account's token version when issued (0 for tokens issued before versions existed).
+    #[serde(default)]
+    pub ver: i64,
+}
+
+/// The service that issues tokens and answers whether one is still current.
+pub const TOKEN_ISSUER: &str = "users";
+
+/// Whether a verified token is still current (not revoked by a password or role change).
+pub trait TokenCheck: Send + Sync + 'static {
+    /// `Ok` when `claims` (verified, from `token`) are current; else the rejection (401 revoked, 503
+    /// when it cannot be told right now).
+    fn check<'a>(&'a self, token: &'a str, claims: &'a Claims) -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// A [`TokenCheck`] in request extensions, consulted by [`AuthUser`] and [`AdminUser`].
+#[derive(Clone)]
+pub struct TokenChecker(Arc<dyn TokenCheck>);
+
+impl TokenChecker {
+    /// Wraps `check`.
+    pub fn new(check: impl TokenCheck) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for TokenChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenChecker")
+    }
+}
+
+/// The 401 for a token whose account changed password or role since it was issued.
+pub fn revoked() -> ApiError {
+    ApiError::unauthorized("the token was revoked (password or role changed): log in again")
 }
 
 /// Signing and verifying keys for one secret; cheap to clone.
@@ -76,8 +119,19 @@ impl JwtKeys {
         }))
     }
 
-    /// Signs a token for user `sub`, valid for the keys' TTL.
+    /// Signs a token for user `sub` at token version 0, valid for the keys' TTL.
     pub fn issue(&self, sub: &str, email: &str, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_versioned(sub, email, role, 0)
+    }
+
+    /// Signs a token for user `sub` whose account is at token version `ver`.
+    pub fn issue_versioned(
+        &self,
+        sub: &str,
+        email: &str,
+        role: Role,
+        ver: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -85,6 +139,7 @@ impl JwtKeys {
             role,
             iat: now,
             exp: now + self.0.ttl.as_secs(),
+            ver,
         };
         self.sign(&claims)
     }
@@ -127,7 +182,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| no_credentials("an Authorization: Bearer token is required"))?;
-        let claims = keys.verify(bearer_token(value)?)?;
+        let token = bearer_token(value)?;
+        let claims = keys.verify(token)?;
+        if let Some(TokenChecker(check)) = parts.extensions.get::<TokenChecker>().cloned() {
+            check.check(token, &claims).await?;
+        }
         Ok(Self { id: claims.sub, email: claims.email, role: claims.role })
     }
 }
@@ -231,6 +290,7 @@ mod tests {
                 role: Role::Admin,
                 iat: 1,
                 exp: 2,
+                ver: 0,
             })
             .unwrap();
         let err = keys.verify(&expired).unwrap_err();
@@ -260,6 +320,7 @@ mod tests {
                 role: Role::Admin,
                 iat: 1,
                 exp: 2,
+                ver: 0,
             })
             .unwrap();
         let cases = [

@@ -16,8 +16,10 @@
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
 //! | `<service>.readiness_timeout_ms` | `SHOP__CATALOG__READINESS_TIMEOUT_MS` | `1000` |
 //! | `<service>.trusted_proxies` | `SHOP__USERS__TRUSTED_PROXIES` (YAML list in the file) | none: see [`crate::client_ip`] |
+//! | `<service>.token_check_ttl_ms` | `SHOP__CATALOG__TOKEN_CHECK_TTL_MS` | `5000`: how stale users' word on a token may be |
 //! | `<service>.drain_delay_ms` | `SHOP__CATALOG__DRAIN_DELAY_MS` | `0` (set ~5000 behind a load balancer) |
 //! | `<service>.downstreams.<peer>.*` | `SHOP__ORDERS__DOWNSTREAMS__CATALOG__URL` | see [`DownstreamConfig`] |
+//! | `<service>.downstreams.users.url` | `SHOP__CATALOG__DOWNSTREAMS__USERS__URL` | set by `shop all`; else tokens are checked by signature only (a WARN) |
 //!
 //! A service's own extra settings live under its key too and are read with [`Settings::extract`].
 //!
@@ -114,6 +116,12 @@ impl Settings {
             Figment::from(Serialized::defaults(defaults)).merge(self.figment.focus(service)).extract()?;
         config.validate(service)?;
         Ok(config)
+    }
+
+    /// These settings with `value` at `key` where no source sets it (sources still win).
+    #[must_use]
+    pub fn with_default(&self, key: &str, value: impl Serialize) -> Self {
+        Self { figment: self.figment.clone().join(Serialized::default(key, value)) }
     }
 
     /// Every key set by a source, dotted (`catalog.port`), sorted.
@@ -310,6 +318,8 @@ pub struct ServiceConfig {
     pub drain_delay_ms: u64,
     /// Proxies (CIDRs) whose forwarding headers name the client ([`crate::client_ip`]).
     pub trusted_proxies: Vec<String>,
+    /// How long an answer of users about a token is trusted ([`crate::token_check`]).
+    pub token_check_ttl_ms: u64,
     /// Client settings per downstream service, by name.
     pub downstreams: BTreeMap<String, DownstreamConfig>,
 }
@@ -328,6 +338,7 @@ impl ServiceConfig {
             readiness_timeout_ms: 1_000,
             drain_delay_ms: 0,
             trusted_proxies: Vec::new(),
+            token_check_ttl_ms: 5_000,
             downstreams: BTreeMap::new(),
         }
     }

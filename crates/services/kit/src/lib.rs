@@ -17,6 +17,7 @@
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
 //! | [`client`] | JSON client for a downstream behind the palisade client stack |
+//! | [`token_check`] | asks users whether a token is still current (revocation) |
 
 pub mod auth;
 pub mod client;
@@ -35,5 +36,6 @@ pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod token_check;
 
 pub use palisade::BoxError;

@@ -26,7 +26,7 @@ use tower::ServiceBuilder;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TokenChecker};
 use crate::client_ip::TrustedProxies;
 use crate::config::ServiceConfig;
 use crate::error::{ProblemContextLayer, not_found};
@@ -42,6 +42,7 @@ pub fn app(
     health: &Health,
     config: &ServiceConfig,
     keys: JwtKeys,
+    token_checker: Option<TokenChecker>,
 ) -> Result<Router, InvalidConfig> {
     let stack = ServerStack::builder()
         .name(name)
@@ -64,6 +65,7 @@ pub fn app(
             ServiceBuilder::new()
                 .layer(stack)
                 .layer(Extension(keys))
+                .option_layer(token_checker.map(Extension))
                 .layer(Extension(trusted_proxies))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes))
                 .layer(ProblemContextLayer),

@@ -23,11 +23,12 @@ use axum::Router;
 use utoipa::openapi::OpenApi;
 
 use crate::BoxError;
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TOKEN_ISSUER, TokenChecker};
 use crate::config::{self, DownstreamConfig, GlobalConfig, ServiceConfig, Settings};
 use crate::db::{Db, Migrations};
 use crate::health::Health;
 use crate::server::{self, Server, Shutdown};
+use crate::token_check::UsersTokenCheck;
 
 /// What a service's `routes` function returns.
 pub type RoutesFuture = Pin<Box<dyn Future<Output = Result<Router, BoxError>> + Send>>;
@@ -106,12 +107,33 @@ impl Service {
         let health = Health::new(db.clone(), Duration::from_millis(config.readiness_timeout_ms));
         let context = Context { config: config.clone(), global, settings: settings.clone(), db };
         let api = (self.routes)(context).await?;
-        let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone())?;
+        let checker = self.token_checker(&config)?;
+        let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone(), checker)?;
         Ok(App { router, health, config, keys })
     }
 }
 
 impl Service {
+    /// How this service tells a revoked token: users checks its own database (its routes install
+    /// that); the others ask users at `downstreams.users.url`, or, without it, trust the signature
+    /// until expiry (with a WARN).
+    fn token_checker(&self, config: &ServiceConfig) -> Result<Option<TokenChecker>, BoxError> {
+        if self.name == TOKEN_ISSUER {
+            return Ok(None);
+        }
+        let Some(users) = config.downstreams.get(TOKEN_ISSUER) else {
+            tracing::warn!(
+                service = self.name,
+                "no {TOKEN_ISSUER} downstream: tokens are checked by signature only, so a revoked or demoted \
+                 token keeps working until it expires; set SHOP__{}__DOWNSTREAMS__USERS__URL",
+                self.name.to_uppercase()
+            );
+            return Ok(None);
+        };
+        let ttl = Duration::from_millis(config.token_check_ttl_ms);
+        Ok(Some(TokenChecker::new(UsersTokenCheck::new(users, ttl)?)))
+    }
+
     /// Every settings key this service knows, dotted from the root (`users.port`,
     /// `users.downstreams.*.url`, `users.admin_email`); `*` stands for any one segment.
     pub fn known_keys(&self) -> Vec<String> {
@@ -152,9 +174,21 @@ pub fn check_keys(services: &[&Service], settings: &Settings) -> Result<(), BoxE
 pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
     let shutdown = Shutdown::on_signal();
     let mut running = tokio::task::JoinSet::new();
+    let mut settings = settings.clone();
     for service in services {
         let server =
-            service.app(settings).await?.bind().await.map_err(|e| format!("{}: bind: {e}", service.name))?;
+            service.app(&settings).await?.bind().await.map_err(|e| format!("{}: bind: {e}", service.name))?;
+        if service.name == TOKEN_ISSUER {
+            // The others check tokens with this users, unless configured to use another.
+            let mut addr = server.local_addr();
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            for other in services.iter().filter(|s| s.name != TOKEN_ISSUER) {
+                let key = format!("{}.downstreams.{TOKEN_ISSUER}.url", other.name);
+                settings = settings.with_default(&key, format!("http://{addr}"));
+            }
+        }
         let base = format!("http://{}", server.local_addr());
         println!("{:<10} API {base}/v1  Swagger UI {base}/docs  metrics {base}/metrics", service.name);
         tracing::info!(service = service.name, address = %server.local_addr(), "listening");

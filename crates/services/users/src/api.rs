@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kit::auth::{AdminUser, AuthUser, JwtKeys, Role};
+use futures_util::future::BoxFuture;
+use kit::auth::{AdminUser, AuthUser, Claims, JwtKeys, Role, TokenCheck, revoked};
 use kit::error::{ApiError, PROBLEM_JSON as PROBLEM, Problem};
 use kit::extract::{ClientIp, Json, Path, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
@@ -17,8 +18,8 @@ use uuid::Uuid;
 
 use crate::config::Limiters;
 use crate::model::{
-    ListQuery, LoginRequest, MAX_EMAIL_CHARS, RegisterRequest, TokenResponse, UpdateMeRequest, User,
-    UserPage, normalize_email,
+    ListQuery, LoginRequest, MAX_EMAIL_CHARS, RegisterRequest, TokenResponse, UpdateMeRequest,
+    UpdateUserRequest, User, UserPage, normalize_email,
 };
 use crate::password::{Busy, Hasher};
 use crate::store::{Account, AccountChanges, NewAccount, Store};
@@ -52,8 +53,31 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register, list_users))
         .routes(routes!(get_me, update_me))
-        .routes(routes!(get_user))
+        .routes(routes!(get_user, update_user))
         .routes(routes!(login))
+}
+
+/// Users' own [`TokenCheck`]: a token is current while its version and role are the account's.
+#[derive(Clone)]
+pub struct LocalTokenCheck(pub Arc<dyn Store>);
+
+impl std::fmt::Debug for LocalTokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalTokenCheck")
+    }
+}
+
+impl TokenCheck for LocalTokenCheck {
+    fn check<'a>(&'a self, _token: &'a str, claims: &'a Claims) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let Ok(id) = claims.sub.parse::<Uuid>() else { return Err(revoked()) };
+            match self.0.get(id).await? {
+                Some(account) if account.token_version == claims.ver && account.role == claims.role => Ok(()),
+                Some(_) => Err(revoked()),
+                None => Err(account_gone()),
+            }
+        })
+    }
 }
 
 /// The one answer to a failed login, whether the email is unknown or the password wrong.
@@ -199,7 +223,7 @@ async fn login(
     guess_succeeded(&state.limits, &key, &address);
     let access_token = state
         .keys
-        .issue(&account.id.to_string(), &account.email, account.role)
+        .issue_versioned(&account.id.to_string(), &account.email, account.role, account.token_version)
         .map_err(ApiError::internal)?;
     let body = TokenResponse { access_token, token_type: "Bearer", expires_in: state.token_ttl_secs };
     Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
@@ -247,7 +271,7 @@ async fn update_me(
 ) -> Result<Json<User>, ApiError> {
     let update = input.validate().map_err(ApiError::validation)?;
     let account = current_account(&state, &user).await?;
-    let mut changes = AccountChanges { display_name: update.display_name, password_hash: None };
+    let mut changes = AccountChanges { display_name: update.display_name, password_hash: None, role: None };
     if let Some((new, current)) = update.password_change {
         // The current password is a password guess like a login: the same limits.
         let (key, address) = (account_key(&account.email), address_key(ip));
@@ -292,6 +316,40 @@ async fn get_user(
     let account =
         state.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
     Ok(Json(account.into()))
+}
+
+/// Change an account's role (admin). A change revokes the account's tokens at once, in every
+/// service (within their token-check cache time); the last admin cannot be demoted (409).
+#[utoipa::path(
+    patch, path = "/v1/users/{id}", tag = "users",
+    params(("id" = Uuid, Path, description = "Account id")),
+    request_body(content = UpdateUserRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account as changed", body = User),
+        (status = 400, description = "The id is not a UUID, or the body is not JSON", body = Problem, content_type = PROBLEM),
+        AuthErrors,
+        NotAdmin,
+        (status = 404, description = "No such account", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "It would demote the last admin", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "An unknown field or role", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn update_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<Uuid>,
+    Json(input): Json<UpdateUserRequest>,
+) -> Result<Json<User>, ApiError> {
+    let changes = AccountChanges { role: input.role, ..AccountChanges::default() };
+    let updated = state
+        .store
+        .update(id, &changes)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    tracing::info!(user_id = %id, role = ?updated.role, by = %admin.id, "role changed");
+    Ok(Json(updated.into()))
 }
 
 /// List accounts, oldest first (admin).

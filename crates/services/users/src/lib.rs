@@ -20,7 +20,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kit::auth::JwtKeys;
+use kit::auth::{JwtKeys, TokenChecker};
 use kit::db::Migrations;
 use kit::error::{FieldError, Problem};
 use kit::openapi::BearerAuth;
@@ -88,7 +88,9 @@ fn routes(context: Context) -> RoutesFuture {
             limits: Arc::new(config.login_limits.limiters()),
         };
         let (router, _) = api::router().split_for_parts();
-        Ok(router.with_state(state))
+        // Users checks token versions in its own database; the kit asks it on the others' behalf.
+        let checker = TokenChecker::new(api::LocalTokenCheck(Arc::clone(&state.store)));
+        Ok(router.with_state(state).layer(axum::Extension(checker)))
     })
 }
 

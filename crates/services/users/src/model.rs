@@ -160,6 +160,15 @@ pub struct UpdateMeRequest {
     pub current_password: Option<Secret<String>>,
 }
 
+/// The body of `PATCH /v1/users/{id}` (admin): absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// The new role.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
 /// A validated `PATCH /v1/users/me`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpdateMe {

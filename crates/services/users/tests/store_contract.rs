@@ -49,19 +49,23 @@ async fn create_get_find_update() {
             (&created.display_name, &created.password_hash)
         );
 
-        let renamed = AccountChanges { display_name: Some(Some("Alice".into())), password_hash: None };
+        let renamed =
+            AccountChanges { display_name: Some(Some("Alice".into())), password_hash: None, role: None };
         let updated = store.update(created.id, &renamed).await.unwrap().unwrap();
         assert_eq!(updated.display_name.as_deref(), Some("Alice"));
         assert_eq!(updated.password_hash, created.password_hash);
         assert_eq!(updated.created_at, created.created_at);
 
         let new_hash = Secret::new("$argon2id$v=19$m=19456,t=2,p=1$salt$new".to_owned());
-        let rehashed = AccountChanges { display_name: None, password_hash: Some(new_hash.clone()) };
+        assert_eq!(updated.token_version, created.token_version, "a rename revokes nothing");
+        let rehashed =
+            AccountChanges { display_name: None, password_hash: Some(new_hash.clone()), role: None };
         let updated = store.update(created.id, &rehashed).await.unwrap().unwrap();
         assert_eq!(updated.password_hash, new_hash);
         assert_eq!(updated.display_name.as_deref(), Some("Alice"));
+        assert_eq!(updated.token_version, created.token_version + 1, "a password change revokes tokens");
 
-        let cleared = AccountChanges { display_name: Some(None), password_hash: None };
+        let cleared = AccountChanges { display_name: Some(None), password_hash: None, role: None };
         let updated = store.update(created.id, &cleared).await.unwrap().unwrap();
         assert_eq!(updated.display_name, None);
         assert_eq!(store.get(created.id).await.unwrap(), Some(updated));
@@ -126,6 +130,32 @@ async fn list_pages_in_insertion_order_and_counts_admins() {
         assert_eq!(page1, emails[..3]);
         assert_eq!(page2, emails[3..]);
         assert!(store.list(3, 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn role_changes_bump_the_token_version_and_keep_one_admin() {
+    each_store(|store| async move {
+        let first = store.create(&account("root@example.com", Role::Admin)).await.unwrap();
+        let other = store.create(&account("carol@example.com", Role::Customer)).await.unwrap();
+        assert_eq!(first.token_version, 0);
+        let demote = AccountChanges { role: Some(Role::Customer), ..AccountChanges::default() };
+        let promote = AccountChanges { role: Some(Role::Admin), ..AccountChanges::default() };
+        // The only admin stays one, untouched.
+        match store.update(first.id, &demote).await {
+            Err(StoreError::Conflict(msg)) => assert!(msg.contains("last admin"), "{msg}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(store.get(first.id).await.unwrap().unwrap().role, Role::Admin);
+        let promoted = store.update(other.id, &promote).await.unwrap().unwrap();
+        assert_eq!((promoted.role, promoted.token_version), (Role::Admin, 1));
+        // Setting the role it has changes no version.
+        let same = store.update(other.id, &promote).await.unwrap().unwrap();
+        assert_eq!(same.token_version, 1);
+        let demoted = store.update(first.id, &demote).await.unwrap().unwrap();
+        assert_eq!((demoted.role, demoted.token_version), (Role::Customer, 1));
+        assert_eq!(store.count_admins().await.unwrap(), 1);
     })
     .await;
 }

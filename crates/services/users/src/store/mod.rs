@@ -36,6 +36,8 @@ pub struct Account {
     pub created_at: OffsetDateTime,
     /// Last changed at.
     pub updated_at: OffsetDateTime,
+    /// Bumped by every password or role change; tokens issued at an older one are revoked.
+    pub token_version: i64,
 }
 
 impl From<Account> for User {
@@ -69,8 +71,11 @@ pub struct NewAccount {
 pub struct AccountChanges {
     /// `Some(None)` removes the display name.
     pub display_name: Option<Option<String>>,
-    /// A new argon2id PHC string.
+    /// A new argon2id PHC string (bumps the token version).
     pub password_hash: Option<Secret<String>>,
+    /// A new role (bumps the token version when it differs). Demoting the last admin is refused
+    /// with [`StoreError::Conflict`].
+    pub role: Option<Role>,
 }
 
 /// Account persistence. Email uniqueness is enforced by the database ([`StoreError::Conflict`]),
@@ -84,7 +89,7 @@ pub trait Store: Send + Sync + 'static {
     fn find_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, StoreResult<Option<Account>>>;
     /// A page of accounts, oldest first.
     fn list(&self, limit: u32, offset: u64) -> BoxFuture<'_, StoreResult<Vec<Account>>>;
-    /// Applies `changes`; `None` when absent.
+    /// Applies `changes`; `None` when absent; a conflict when it would demote the last admin.
     fn update<'a>(
         &'a self,
         id: Uuid,
@@ -103,6 +108,8 @@ pub fn for_db(db: &Db) -> Arc<dyn Store> {
 }
 
 const COLUMNS: &str = "id, email, password_hash, display_name, role, created_at, updated_at";
+/// What a read returns: [`COLUMNS`] and the token version (which inserts leave at its default).
+const SELECTED: &str = "id, email, password_hash, display_name, role, created_at, updated_at, token_version";
 
 /// A row of `users`, shared by both backends.
 #[derive(sqlx::FromRow)]
@@ -114,6 +121,7 @@ struct AccountRow {
     role: String,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    token_version: i64,
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -137,6 +145,7 @@ impl TryFrom<AccountRow> for Account {
             role,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            token_version: row.token_version,
         })
     }
 }

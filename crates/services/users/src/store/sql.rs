@@ -4,12 +4,12 @@
 //! pool's [`Dialect`](kit::db::Dialect)).
 
 use futures_util::future::BoxFuture;
-use kit::db::{SqlPool as _, now};
+use kit::db::{SqlPool as _, StoreError, now};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountChanges, AccountRow, COLUMNS, NewAccount, Store, StoreResult, accounts, on_conflict,
-    role_name,
+    Account, AccountChanges, AccountRow, COLUMNS, NewAccount, SELECTED, Store, StoreResult, accounts,
+    on_conflict, role_name,
 };
 
 kit::sql_store! {
@@ -23,7 +23,7 @@ kit::sql_store! {
                 // Events: `user.registered` is written here, in this statement's transaction, when the
                 // outbox lands (a later issue).
                 let sql = format!(
-                    "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+                    "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {SELECTED}"
                 );
                 let row: AccountRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(Uuid::new_v4())
@@ -42,7 +42,7 @@ kit::sql_store! {
         fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Account>>> {
             Box::pin(async move {
                 let row: Option<AccountRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SELECTED} FROM users WHERE id = $1")))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -53,7 +53,7 @@ kit::sql_store! {
         fn find_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, StoreResult<Option<Account>>> {
             Box::pin(async move {
                 let row: Option<AccountRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE email = $1")))
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SELECTED} FROM users WHERE email = $1")))
                         .bind(email)
                         .fetch_optional(&self.pool)
                         .await?;
@@ -64,7 +64,7 @@ kit::sql_store! {
         fn list(&self, limit: u32, offset: u64) -> BoxFuture<'_, StoreResult<Vec<Account>>> {
             Box::pin(async move {
                 let order = self.pool.dialect().insertion_order;
-                let sql = format!("SELECT {COLUMNS} FROM users ORDER BY {order} LIMIT $1 OFFSET $2");
+                let sql = format!("SELECT {SELECTED} FROM users ORDER BY {order} LIMIT $1 OFFSET $2");
                 let rows: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(i64::from(limit))
                     .bind(i64::try_from(offset).unwrap_or(i64::MAX))
@@ -80,9 +80,17 @@ kit::sql_store! {
             changes: &'a AccountChanges,
         ) -> BoxFuture<'a, StoreResult<Option<Account>>> {
             Box::pin(async move {
+                // One statement: the version bump and the last-admin guard see the row they change.
                 let sql = format!(
                     "UPDATE users SET display_name = CASE WHEN CAST($2 AS BOOLEAN) THEN $3 ELSE display_name END, \
-                     password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1 RETURNING {COLUMNS}"
+                     password_hash = COALESCE(CAST($4 AS TEXT), password_hash), \
+                     role = COALESCE(CAST($6 AS TEXT), role), \
+                     token_version = token_version + CASE WHEN CAST($4 AS TEXT) IS NOT NULL \
+                         OR COALESCE(CAST($6 AS TEXT), role) <> role THEN 1 ELSE 0 END, \
+                     updated_at = $5 \
+                     WHERE id = $1 AND (CAST($6 AS TEXT) IS NULL OR CAST($6 AS TEXT) = 'admin' OR role <> 'admin' \
+                         OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1) \
+                     RETURNING {SELECTED}"
                 );
                 let row: Option<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(id)
@@ -90,9 +98,16 @@ kit::sql_store! {
                     .bind(changes.display_name.as_ref().and_then(Option::as_deref))
                     .bind(changes.password_hash.as_ref().map(|h| h.expose().as_str()))
                     .bind(now())
+                    .bind(changes.role.map(role_name))
                     .fetch_optional(&self.pool)
                     .await?;
-                row.map(Account::try_from).transpose()
+                match row {
+                    Some(row) => Account::try_from(row).map(Some),
+                    None if self.get(id).await?.is_some() => {
+                        Err(StoreError::Conflict("the last admin cannot be demoted".to_owned()))
+                    }
+                    None => Ok(None),
+                }
             })
         }
 
