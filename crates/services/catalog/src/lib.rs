@@ -48,7 +48,20 @@ struct ApiDoc;
 /// The catalog's OpenAPI document.
 pub fn openapi() -> OpenApi {
     let (_, paths) = api::router().split_for_parts();
-    kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"))
+    let mut doc = kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"));
+    list_currencies(&mut doc);
+    doc
+}
+
+/// `Money.currency` lists the accepted codes, so a client (or a fuzzer) knows `XYZ` is refused.
+fn list_currencies(doc: &mut OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let money = doc.components.as_mut().and_then(|c| c.schemas.get_mut("Money"));
+    if let Some(RefOr::T(Schema::Object(money))) = money
+        && let Some(RefOr::T(Schema::Object(currency))) = money.properties.get_mut("currency")
+    {
+        currency.enum_values = Some(model::active_currencies().into_iter().map(Into::into).collect());
+    }
 }
 
 fn routes(context: Context) -> RoutesFuture {

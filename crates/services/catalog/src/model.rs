@@ -45,9 +45,21 @@ pub fn is_active_currency(code: &str) -> bool {
     })
 }
 
-/// Whether `text` has 1..=`max` characters as sent and is not blank.
+/// Every code [`is_active_currency`] accepts, sorted (the spec's `enum` of `currency`).
+pub fn active_currencies() -> Vec<String> {
+    let letters = b'A'..=b'Z';
+    letters
+        .clone()
+        .flat_map(|a| letters.clone().flat_map(move |b| (b'A'..=b'Z').map(move |c| [a, b, c])))
+        .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+        .filter(|code| is_active_currency(code))
+        .collect()
+}
+
+/// At most `max` characters as sent, and [`kit::text::check`]: not blank, nothing a reader cannot
+/// see (control, invisible or text-direction characters).
 fn bounded_non_blank(text: &str, max: usize) -> bool {
-    text.chars().count() <= max && !text.trim().is_empty()
+    text.chars().count() <= max && kit::text::check(text).is_ok()
 }
 
 /// An amount of money in integer minor units (cents) of an ISO 4217 currency.
@@ -129,7 +141,7 @@ impl ProductInput {
         if !bounded_non_blank(&self.name, MAX_NAME_CHARS) {
             errors.push(FieldError::new(
                 "#/name",
-                format!("must be 1-{MAX_NAME_CHARS} characters (as sent) and not blank"),
+                format!("must be 1-{MAX_NAME_CHARS} characters (as sent), not blank, without control or invisible characters"),
             ));
         }
         if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
@@ -141,7 +153,7 @@ impl ProductInput {
         if !bounded_non_blank(&self.category, MAX_CATEGORY_CHARS) {
             errors.push(FieldError::new(
                 "#/category",
-                format!("must be 1-{MAX_CATEGORY_CHARS} characters (as sent) and not blank"),
+                format!("must be 1-{MAX_CATEGORY_CHARS} characters (as sent), not blank, without control or invisible characters"),
             ));
         }
         if !(0..=MAX_PRICE_MINOR_UNITS).contains(&self.price.amount) {

@@ -450,4 +450,24 @@ mod tests {
         let err = super::Path::<String>::from_request_parts(&mut parts, &()).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        let line: Line = parse_json(br#"{"sku": "A", "quantity": 3143.0, "window": [1.0, 2]}"#).unwrap();
+        assert_eq!((line.quantity, line.window), (3143, Some((1, 2))));
+        let money: Money = parse_json(br#"{"amount": -5e2, "currency": "EUR"}"#).unwrap();
+        assert_eq!(money.amount, -500);
+        for bad in [
+            r#"{"sku": "A", "quantity": 2.5}"#,
+            r#"{"sku": "A", "quantity": -1.0}"#,
+            r#"{"sku": "A", "quantity": 1e300}"#,
+        ] {
+            let err = parse_json::<Line>(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(err.problem().errors[0].pointer, "#/quantity", "{bad}");
+        }
+        // A float field keeps its float.
+        let value: f64 = parse_json(b"2.0").unwrap();
+        assert!((value - 2.0).abs() < f64::EPSILON);
+    }
 }

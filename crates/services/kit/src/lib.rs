@@ -17,6 +17,7 @@
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
 //! | [`client`] | JSON client for a downstream behind the palisade client stack |
+//! | [`text`] | what a human-readable text field may hold (no control, invisible or bidi characters) |
 //! | [`token_check`] | asks users whether a token is still current (revocation) |
 
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod token_check;
 
 pub use palisade::BoxError;

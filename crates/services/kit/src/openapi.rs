@@ -22,8 +22,9 @@
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::ArrayItems;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema, Type};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
 use crate::error::Problem;
@@ -51,7 +52,37 @@ pub fn document(mut doc: OpenApi, paths: OpenApi, version: &str) -> OpenApi {
     doc.merge(paths);
     version.clone_into(&mut doc.info.version);
     add_stack_errors(&mut doc);
+    if let Some(components) = doc.components.as_mut() {
+        for schema in components.schemas.values_mut() {
+            expand_text_patterns(schema);
+        }
+    }
     doc
+}
+
+/// The [`crate::text`] convention: every `pattern: \S` (a not-blank text field) becomes
+/// [`crate::text::PATTERN`], what `text::check` accepts.
+fn expand_text_patterns(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(object) => {
+            if object.pattern.as_deref() == Some("\\S") {
+                object.pattern = Some(crate::text::PATTERN.clone());
+            }
+            for property in object.properties.values_mut() {
+                expand_text_patterns(property);
+            }
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                expand_text_patterns(items);
+            }
+        }
+        Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(expand_text_patterns),
+        Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(expand_text_patterns),
+        Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(expand_text_patterns),
+        _ => {}
+    }
 }
 
 /// The answers of the server stack on any `/v1` route: status and response component name.

@@ -23,6 +23,10 @@
 //! the key untouched the longest, in O(1), so an attacker choosing fresh keys costs a constant per
 //! request and memory never exceeds `max_keys` entries.
 //!
+//! A [growing](RateLimiter::growing) limiter slows its refill each time a key is locked out again
+//! (doubling, up to 2^[`MAX_STRIKES`]×), until a [`reset`](RateLimiter::reset) or a full refill: a
+//! campaign that waits out each lockout gets fewer tries each time.
+//!
 //! Addresses are keyed with [`address_key`]: an IPv6 client is one key per /64 (one host owns a
 //! whole /64), and a request with no known address shares one `unknown` key instead of skipping the
 //! limit.
@@ -40,8 +44,12 @@ use tokio::time::Instant;
 pub struct RateLimiter {
     burst: f64,
     per_token: Duration,
+    growing: bool,
     buckets: Mutex<LruCache<String, Bucket>>,
 }
+
+/// The most lockouts a [growing](RateLimiter::growing) limiter counts: refill at most 1024× slower.
+pub const MAX_STRIKES: u32 = 10;
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
@@ -49,6 +57,8 @@ struct Bucket {
     updated: Instant,
     /// The last call was refused (so the next refusal is not the first of this lockout).
     refused: bool,
+    /// Lockouts since the bucket was last full (growing limiters only).
+    strikes: u32,
 }
 
 /// A refused call: when to try again, and whether it is the first refusal since the key was last
@@ -68,8 +78,15 @@ impl RateLimiter {
         Self {
             burst: f64::from(burst),
             per_token: period / burst,
+            growing: false,
             buckets: Mutex::new(LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN))),
         }
+    }
+
+    /// Like [`new`](Self::new), but each new lockout of a key halves its refill rate (see the
+    /// [module docs](self)).
+    pub fn growing(burst: u32, period: Duration, max_keys: usize) -> Self {
+        Self { growing: true, ..Self::new(burst, period, max_keys) }
     }
 
     /// Takes one token for `key`: `Ok` when allowed, else how long until a token is available.
@@ -83,12 +100,17 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !buckets.contains(key) {
             // `push` evicts the least recently used key when full.
-            buckets.push(key.to_owned(), Bucket { tokens: self.burst, updated: now, refused: false });
+            let fresh = Bucket { tokens: self.burst, updated: now, refused: false, strikes: 0 };
+            buckets.push(key.to_owned(), fresh);
         }
         let Some(bucket) = buckets.get_mut(key) else { unreachable!("just inserted") };
-        let refill = now.duration_since(bucket.updated).as_secs_f64() / self.per_token.as_secs_f64();
+        let per_token = self.per_token * (1 << bucket.strikes);
+        let refill = now.duration_since(bucket.updated).as_secs_f64() / per_token.as_secs_f64();
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.updated = now;
+        if bucket.tokens >= self.burst {
+            bucket.strikes = 0;
+        }
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             bucket.refused = false;
@@ -96,7 +118,11 @@ impl RateLimiter {
         } else {
             let first = !bucket.refused;
             bucket.refused = true;
-            Err(Limited { retry_after: self.per_token.mul_f64(1.0 - bucket.tokens), first })
+            if first && self.growing {
+                bucket.strikes = (bucket.strikes + 1).min(MAX_STRIKES);
+            }
+            let per_token = self.per_token * (1 << bucket.strikes);
+            Err(Limited { retry_after: per_token.mul_f64(1.0 - bucket.tokens), first })
         }
     }
 
@@ -164,6 +190,37 @@ mod tests {
         }
         assert!(limiter.buckets.lock().unwrap().contains("kept"));
         assert!(!limiter.buckets.lock().unwrap().contains("key-0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_growing_limiter_refills_slower_after_each_lockout() {
+        let limiter = RateLimiter::growing(2, Duration::from_secs(2), 10);
+        limiter.check("a").unwrap();
+        limiter.check("a").unwrap();
+        // First lockout: one token every 2 s (twice the base 1 s).
+        assert_eq!(limiter.check("a").unwrap_err(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        limiter.check("a").unwrap();
+        // Second lockout: every 4 s; the wait keeps doubling while the campaign goes on.
+        assert_eq!(limiter.check("a").unwrap_err(), Duration::from_secs(4));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        limiter.check("a").unwrap();
+        assert_eq!(limiter.check("a").unwrap_err(), Duration::from_secs(8));
+        // Quiet long enough to refill completely: back to the base rate.
+        tokio::time::advance(Duration::from_secs(16)).await;
+        limiter.check("a").unwrap();
+        limiter.check("a").unwrap();
+        assert_eq!(limiter.check("a").unwrap_err(), Duration::from_secs(2));
+        // A reset (a successful login) forgets the strikes too.
+        limiter.reset("a");
+        limiter.check("a").unwrap();
+        // A plain limiter never grows.
+        let plain = RateLimiter::new(1, Duration::from_secs(1), 10);
+        plain.check("a").unwrap();
+        assert_eq!(plain.check("a").unwrap_err(), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        plain.check("a").unwrap();
+        assert_eq!(plain.check("a").unwrap_err(), Duration::from_secs(1));
     }
 
     #[test]

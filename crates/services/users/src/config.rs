@@ -5,7 +5,7 @@
 //! | `users.admin_email` | `SHOP__USERS__ADMIN_EMAIL` | `admin@palisade.local` |
 //! | `users.admin_password` | `SHOP__USERS__ADMIN_PASSWORD` | `palisade-admin-password` (a WARN is logged) |
 //! | `users.login_limits.per_account_and_address` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT_AND_ADDRESS` | `5` per period |
-//! | `users.login_limits.per_account` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT` | `50` per period, from all addresses |
+//! | `users.login_limits.per_account` | `SHOP__USERS__LOGIN_LIMITS__PER_ACCOUNT` | `50` per period, from all addresses; each new lockout halves the refill |
 //! | `users.login_limits.per_address` | `SHOP__USERS__LOGIN_LIMITS__PER_ADDRESS` | `20` per period |
 //! | `users.login_limits.period_secs` | `SHOP__USERS__LOGIN_LIMITS__PERIOD_SECS` | `60` |
 //! | `users.login_limits.registrations_per_address` | `SHOP__USERS__LOGIN_LIMITS__REGISTRATIONS_PER_ADDRESS` | `10` per registration period |
@@ -148,7 +148,7 @@ impl Default for LoginLimits {
 pub struct Limiters {
     /// Keyed `account|address`.
     pub account_and_address: RateLimiter,
-    /// Keyed by account.
+    /// Keyed by account; growing: each new lockout of an account halves its refill rate.
     pub account: RateLimiter,
     /// Login attempts, keyed by address.
     pub address: RateLimiter,
@@ -163,7 +163,7 @@ impl LoginLimits {
         let registration_period = Duration::from_secs(self.registration_period_secs.max(1));
         Limiters {
             account_and_address: RateLimiter::new(self.per_account_and_address, period, self.max_keys),
-            account: RateLimiter::new(self.per_account, period, self.max_keys),
+            account: RateLimiter::growing(self.per_account, period, self.max_keys),
             address: RateLimiter::new(self.per_address, period, self.max_keys),
             registrations: RateLimiter::new(
                 self.registrations_per_address,

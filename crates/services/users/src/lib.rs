@@ -61,7 +61,9 @@ struct ApiDoc;
 /// The users service's OpenAPI document.
 pub fn openapi() -> OpenApi {
     let (_, paths) = api::router().split_for_parts();
-    kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"))
+    let mut doc = kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"));
+    model::require_password_pair(&mut doc);
+    doc
 }
 
 fn routes(context: Context) -> RoutesFuture {

@@ -150,13 +150,14 @@ pub struct UpdateMeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "\\S", example = "Alice B.")]
     pub display_name: Option<Option<String>>,
-    /// New password (12–256 characters); needs `current_password`.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 256)]
+    /// New password (12–256 characters); needs `current_password` (and the other way round: the
+    /// spec's `dependentRequired`).
+    #[serde(default, deserialize_with = "some_secret")]
+    #[schema(value_type = String, required = false, format = Password, min_length = 12, max_length = 256)]
     pub password: Option<Secret<String>>,
-    /// The current password, required to change it.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password)]
+    /// The current password, required to change it, and accepted only with `password`.
+    #[serde(default, deserialize_with = "some_secret")]
+    #[schema(value_type = String, required = false, format = Password)]
     pub current_password: Option<Secret<String>>,
 }
 
@@ -209,6 +210,23 @@ impl UpdateMeRequest {
     }
 }
 
+/// A present secret must be a string (`null` is refused, as the spec's `type: string` says); absent is
+/// `None` (by `#[serde(default)]`).
+fn some_secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret<String>>, D::Error> {
+    String::deserialize(deserializer).map(|value| Some(Secret::new(value)))
+}
+
+/// JSON Schema for "both or neither" of `password` and `current_password`, which utoipa cannot
+/// derive: `dependentRequired` on `UpdateMeRequest`.
+pub fn require_password_pair(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let schema = doc.components.as_mut().and_then(|c| c.schemas.get_mut("UpdateMeRequest"));
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        let pair = serde_json::json!({ "password": ["current_password"], "current_password": ["password"] });
+        object.extensions.get_or_insert_with(Default::default).insert("dependentRequired".to_owned(), pair);
+    }
+}
+
 /// Distinguishes an absent field (`None`, by `#[serde(default)]`) from `null` (`Some(None)`).
 #[allow(clippy::option_option)] // absent, null and a value mean three different things
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -221,23 +239,14 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().nfc().collect::<String>().to_lowercase()
 }
 
-/// Characters that change how text reads without showing: bidirectional overrides and isolates
-/// (the "Trojan Source" controls), zero-width spaces and joiners, the BOM and the soft hyphen. An
-/// email or a display name with one could pass for another account in an admin's list.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-const INVISIBLE: &str = "must not contain invisible or text-direction characters";
+const INVISIBLE: &str = kit::text::Refused::Invisible.detail();
 
 /// A pragmatic address check (not the whole of RFC 5322): one `@`, a local part of 1–64 printable
 /// characters without spaces, and a domain of at least two dot-separated labels of letters, digits
 /// and inner hyphens.
 fn check_email(email: &str) -> Result<(), &'static str> {
     const INVALID: &str = "must be an email address like name@example.com";
-    if email.chars().any(is_invisible) {
+    if email.chars().any(kit::text::is_invisible) {
         return Err(INVISIBLE);
     }
     if email.chars().count() > MAX_EMAIL_CHARS {
@@ -273,19 +282,10 @@ fn check_password(password: &str) -> Result<(), &'static str> {
 
 /// `name` as sent: its length counts surrounding whitespace; what is stored (trimmed) must be
 /// non-empty and free of control characters.
+/// [`kit::text::check`] (the schema's pattern says the same) and at most 100 characters as sent.
 fn check_display_name(name: &str) -> Result<(), &'static str> {
-    let stored = name.trim();
-    if stored.chars().any(is_invisible) {
-        return Err(INVISIBLE);
-    }
-    if name.chars().count() > MAX_DISPLAY_NAME_CHARS
-        || stored.is_empty()
-        || stored.chars().any(char::is_control)
-    {
-        Err("must be 1-100 characters without control characters")
-    } else {
-        Ok(())
-    }
+    kit::text::check(name).map_err(kit::text::Refused::detail)?;
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS { Err("must be at most 100 characters") } else { Ok(()) }
 }
 
 pub use kit::paging::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -413,6 +413,11 @@ mod tests {
         let no_current: UpdateMeRequest =
             serde_json::from_str(r#"{"password":"a new long password"}"#).unwrap();
         assert_eq!(no_current.validate().unwrap_err()[0].pointer, "#/current_password");
+        // The spec types both passwords as strings: null is refused, not read as absent.
+        for null in [r#"{"password":null}"#, r#"{"current_password":null,"password":"a new long password"}"#]
+        {
+            assert!(serde_json::from_str::<UpdateMeRequest>(null).is_err(), "{null}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! deserializer and every visitor, seed and access it hands out, so a struct visitor anywhere in
 //! the value refuses a sequence with serde's usual "invalid type: sequence, expected struct …".
 //!
+//! An integer field also takes a JSON number with a zero fraction (`3143.0`): JSON Schema counts it
+//! as an integer, so a client that writes numbers as floats is not refused for `"quantity": 2.0`.
+//! A fraction (`2.5`) is still refused.
+//!
 //! Types that buffer their input first (`#[serde(flatten)]`, untagged and internally tagged enums)
 //! read the buffered parts through serde's own deserializer, out of this adapter's reach; no request
 //! type uses them.
@@ -22,7 +26,16 @@ pub(super) struct Strict<D>(pub(super) D);
 macro_rules! forward_deserialize {
     ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method($($arg,)* Visit { inner: visitor, is_struct: false })
+            self.0.$method($($arg,)* Visit { inner: visitor, is_struct: false, integer: false })
+        }
+    )*};
+}
+
+/// Forwards integer `deserialize_*` methods, whose visitor also takes whole floats.
+macro_rules! forward_integer {
+    ($($method:ident;)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method(Visit { inner: visitor, is_struct: false, integer: true })
         }
     )*};
 }
@@ -31,9 +44,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
     forward_deserialize! {
-        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
-        deserialize_i64(); deserialize_i128(); deserialize_u8(); deserialize_u16(); deserialize_u32();
-        deserialize_u64(); deserialize_u128(); deserialize_f32(); deserialize_f64(); deserialize_char();
+        deserialize_any(); deserialize_bool(); deserialize_f32(); deserialize_f64(); deserialize_char();
         deserialize_str(); deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
         deserialize_option(); deserialize_unit(); deserialize_seq(); deserialize_map();
         deserialize_identifier(); deserialize_ignored_any();
@@ -44,13 +55,18 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
     }
 
+    forward_integer! {
+        deserialize_i8; deserialize_i16; deserialize_i32; deserialize_i64; deserialize_i128;
+        deserialize_u8; deserialize_u16; deserialize_u32; deserialize_u64; deserialize_u128;
+    }
+
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_struct(name, fields, Visit { inner: visitor, is_struct: true })
+        self.0.deserialize_struct(name, fields, Visit { inner: visitor, is_struct: true, integer: false })
     }
 
     fn is_human_readable(&self) -> bool {
@@ -62,7 +78,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
 struct Visit<V> {
     inner: V,
     is_struct: bool,
+    /// An integer was asked for: a whole float is given as one.
+    integer: bool,
 }
+
+/// The largest float magnitude whose integers are all exact (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// Forwards `visit_*` methods that carry a plain value.
 macro_rules! forward_visit {
@@ -83,9 +104,22 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<V> {
     forward_visit! {
         visit_bool(bool); visit_i8(i8); visit_i16(i16); visit_i32(i32); visit_i64(i64); visit_i128(i128);
         visit_u8(u8); visit_u16(u16); visit_u32(u32); visit_u64(u64); visit_u128(u128);
-        visit_f32(f32); visit_f64(f64); visit_char(char);
+        visit_char(char);
         visit_str(&str); visit_borrowed_str(&'de str); visit_string(String);
         visit_bytes(&[u8]); visit_borrowed_bytes(&'de [u8]); visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_f32<E: de::Error>(self, v: f32) -> Result<V::Value, E> {
+        self.visit_f64(f64::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<V::Value, E> {
+        if self.integer && v.fract() == 0.0 && v.abs() <= EXACT {
+            // Exact: |v| <= 2^53, no fraction.
+            #[allow(clippy::cast_possible_truncation)]
+            return self.inner.visit_i64(v as i64);
+        }
+        self.inner.visit_f64(v)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
@@ -183,7 +217,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<A> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.0.tuple_variant(len, Visit { inner: visitor, is_struct: false })
+        self.0.tuple_variant(len, Visit { inner: visitor, is_struct: false, integer: false })
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -191,6 +225,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.0.struct_variant(fields, Visit { inner: visitor, is_struct: true })
+        self.0.struct_variant(fields, Visit { inner: visitor, is_struct: true, integer: false })
     }
 }
