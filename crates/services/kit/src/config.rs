@@ -18,6 +18,11 @@
 //! | `<service>.trusted_proxies` | `SHOP__USERS__TRUSTED_PROXIES` (YAML list in the file) | none: see [`crate::client_ip`] |
 //! | `<service>.token_check_ttl_ms` | `SHOP__CATALOG__TOKEN_CHECK_TTL_MS` | `5000`: how stale users' word on a token may be |
 //! | `<service>.drain_delay_ms` | `SHOP__CATALOG__DRAIN_DELAY_MS` | `0` (set ~5000 behind a load balancer) |
+//! | `<service>.shutdown_grace_ms` | `SHOP__CATALOG__SHUTDOWN_GRACE_MS` | `20000`: then open connections are closed |
+//! | `<service>.header_read_timeout_ms` | `SHOP__CATALOG__HEADER_READ_TIMEOUT_MS` | `10000`: request head, and HTTP/1 keep-alive idle |
+//! | `<service>.max_connections` | `SHOP__CATALOG__MAX_CONNECTIONS` | `4096` |
+//! | `<service>.http2_keep_alive_interval_ms` / `_timeout_ms` | `SHOP__CATALOG__HTTP2_KEEP_ALIVE_INTERVAL_MS` | `30000` / `10000` |
+//! | `<service>.http2_max_concurrent_streams` | `SHOP__CATALOG__HTTP2_MAX_CONCURRENT_STREAMS` | `200` |
 //! | `<service>.downstreams.<peer>.*` | `SHOP__ORDERS__DOWNSTREAMS__CATALOG__URL` | see [`DownstreamConfig`] |
 //! | `<service>.downstreams.users.url` | `SHOP__CATALOG__DOWNSTREAMS__USERS__URL` | set by `shop all`; else tokens are checked by signature only (a WARN) |
 //!
@@ -316,6 +321,19 @@ pub struct ServiceConfig {
     pub readiness_timeout_ms: u64,
     /// After a shutdown signal: how long `/readyz` answers 503 before the listener closes.
     pub drain_delay_ms: u64,
+    /// After the listener closes: how long open connections may finish before they are closed.
+    pub shutdown_grace_ms: u64,
+    /// How long a client may take to send a request head, and how long an idle HTTP/1 keep-alive
+    /// connection stays open (slow clients and slowloris are cut off after it).
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2: how often an idle connection is pinged, and how long a ping may stay unanswered.
+    pub http2_keep_alive_interval_ms: u64,
+    /// HTTP/2: see `http2_keep_alive_interval_ms`.
+    pub http2_keep_alive_timeout_ms: u64,
+    /// HTTP/2: concurrent streams per connection.
+    pub http2_max_concurrent_streams: u32,
     /// Proxies (CIDRs) whose forwarding headers name the client ([`crate::client_ip`]).
     pub trusted_proxies: Vec<String>,
     /// How long an answer of users about a token is trusted ([`crate::token_check`]).
@@ -337,6 +355,12 @@ impl ServiceConfig {
             body_limit_bytes: 64 * 1024,
             readiness_timeout_ms: 1_000,
             drain_delay_ms: 0,
+            shutdown_grace_ms: 20_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 4_096,
+            http2_keep_alive_interval_ms: 30_000,
+            http2_keep_alive_timeout_ms: 10_000,
+            http2_max_concurrent_streams: 200,
             trusted_proxies: Vec::new(),
             token_check_ttl_ms: 5_000,
             downstreams: BTreeMap::new(),
@@ -361,6 +385,11 @@ impl ServiceConfig {
             ("max_in_flight", self.max_in_flight as u64),
             ("body_limit_bytes", self.body_limit_bytes as u64),
             ("readiness_timeout_ms", self.readiness_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("http2_keep_alive_interval_ms", self.http2_keep_alive_interval_ms),
+            ("http2_keep_alive_timeout_ms", self.http2_keep_alive_timeout_ms),
+            ("http2_max_concurrent_streams", u64::from(self.http2_max_concurrent_streams)),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -12,17 +12,27 @@
 //! sheds load, and a `/readyz` 503 keeps its `application/health+json` body.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::routing::get;
 use axum::{Extension, Router};
 use http::{HeaderValue, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use palisade::InvalidConfig;
 use palisade::stack::ServerStack;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tower::ServiceBuilder;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::{ServiceBuilder, ServiceExt as _};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -56,6 +66,13 @@ pub fn app(
         let body = prometheus.render();
         async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body) }
     });
+    // Outside everything, operational routes included.
+    let edge = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
     Ok(Router::new()
         .merge(api)
         .fallback(not_found)
@@ -68,12 +85,72 @@ pub fn app(
                 .option_layer(token_checker.map(Extension))
                 .layer(Extension(trusted_proxies))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-                .layer(ProblemContextLayer),
+                .layer(ProblemContextLayer)
+                // Inside the problem context: a panic's 500 carries `instance` and `trace_id`.
+                .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
+                .layer(CatchPanicLayer::custom(panic_response)),
         )
         // After `.layer`: axum leaves routes added later unwrapped.
         .merge(health.routes())
         .route("/metrics", metrics)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi)))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .layer(edge))
+}
+
+/// A handler's panic: logged with its message at ERROR, answered 500 problem+json (nothing of the
+/// message reaches the client); the connection and the process carry on.
+#[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom calls
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    axum::response::IntoResponse::into_response(crate::error::ApiError::internal(format!(
+        "handler panicked: {message}"
+    )))
+}
+
+/// How [`Server::run`] treats connections; [`Limits::from_config`] reads them from a service's
+/// settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// After the shutdown signal: how long `/readyz` answers 503 before the listener closes.
+    pub drain_delay: Duration,
+    /// After the listener closes: how long open connections may finish before they are closed.
+    pub shutdown_grace: Duration,
+    /// A request head must arrive within it; an idle HTTP/1 keep-alive connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2 keep-alive ping interval.
+    pub http2_keep_alive_interval: Duration,
+    /// HTTP/2: a ping unanswered this long closes the connection.
+    pub http2_keep_alive_timeout: Duration,
+    /// HTTP/2 concurrent streams per connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Limits {
+    /// The limits a service's settings name.
+    pub fn from_config(config: &ServiceConfig) -> Self {
+        Self {
+            drain_delay: Duration::from_millis(config.drain_delay_ms),
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_connections: config.max_connections.max(1),
+            http2_keep_alive_interval: Duration::from_millis(config.http2_keep_alive_interval_ms),
+            http2_keep_alive_timeout: Duration::from_millis(config.http2_keep_alive_timeout_ms),
+            http2_max_concurrent_streams: config.http2_max_concurrent_streams,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// The defaults of [`ServiceConfig`].
+    fn default() -> Self {
+        Self::from_config(&ServiceConfig::defaults("default", 0))
+    }
 }
 
 /// A bound, not yet running server.
@@ -82,19 +159,14 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     health: Health,
-    drain_delay: Duration,
+    limits: Limits,
 }
 
 impl Server {
     /// Binds `addr` (port 0: any free port).
-    pub async fn bind(
-        addr: &str,
-        app: Router,
-        health: Health,
-        drain_delay: Duration,
-    ) -> std::io::Result<Self> {
+    pub async fn bind(addr: &str, app: Router, health: Health, limits: Limits) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, app, health, drain_delay })
+        Ok(Self { listener, app, health, limits })
     }
 
     /// The bound address.
@@ -102,19 +174,87 @@ impl Server {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Serves until `shutdown`; then `/readyz` answers 503 for the drain delay, the listener
-    /// closes, in-flight requests finish, and the database pool closes.
+    /// Serves HTTP/1 and HTTP/2 (cleartext, by prior knowledge) until `shutdown`; then `/readyz`
+    /// answers 503 for the drain delay, the listener closes, open connections get the shutdown
+    /// grace to finish (HTTP/1 ones are closed after their current response, HTTP/2 ones get a
+    /// GOAWAY), what is still open after it is closed, and the database pool closes.
     pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let health = self.health.clone();
-        let drain_delay = self.drain_delay;
-        let signal = async move {
-            shutdown.wait().await;
-            health.start_draining();
-            tokio::time::sleep(drain_delay).await;
+        let Self { listener, app, health, limits } = self;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_keep_alive_interval)
+            .keep_alive_timeout(limits.http2_keep_alive_timeout)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams);
+
+        let draining = {
+            let health = health.clone();
+            async move {
+                shutdown.wait().await;
+                health.start_draining();
+                tokio::time::sleep(limits.drain_delay).await;
+            }
         };
-        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(signal).await?;
-        self.health.db().close().await;
+        let mut draining = std::pin::pin!(draining);
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            while connections.try_join_next().is_some() {}
+            // A permit first: at the limit, new connections wait in the backlog, not in memory.
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit.map_err(std::io::Error::other)?,
+                () = &mut draining => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: pause rather than spin.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut draining => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = app.clone();
+            let service = service_fn(move |req: http::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            connections.spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, %peer, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        let open = connections.len();
+        if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!(
+                open = connections.len(),
+                grace_ms = limits.shutdown_grace.as_millis(),
+                "connections still open after the shutdown grace: closing them"
+            );
+            connections.abort_all();
+        } else {
+            tracing::debug!(open, "every connection finished within the shutdown grace");
+        }
+        while connections.join_next().await.is_some() {}
+        health.db().close().await;
         Ok(())
     }
 }
@@ -183,7 +323,12 @@ mod tests {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    use super::{Server, Shutdown};
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::{Limits, Server, Shutdown};
     use crate::db::{Db, temp_sqlite_url};
     use crate::extract::ClientIp;
     use crate::health::Health;
@@ -198,7 +343,8 @@ mod tests {
                 get(|ClientIp(ip): ClientIp| async move { ip.map(|ip| ip.to_string()).unwrap_or_default() }),
             )
             .merge(health.routes());
-        let server = Server::bind("127.0.0.1:0", app, health.clone(), Duration::from_secs(10)).await.unwrap();
+        let limits = Limits { drain_delay: Duration::from_secs(10), ..Limits::default() };
+        let server = Server::bind("127.0.0.1:0", app, health.clone(), limits).await.unwrap();
         let base = format!("http://{}", server.local_addr());
         let (trigger, shutdown) = Shutdown::manual();
         let running = tokio::spawn(server.run(shutdown));
@@ -227,5 +373,172 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(get("/livez").await.0, 200);
         running.abort();
+    }
+
+    /// A server with `limits` on a fresh database, answering `/livez`; its address and shutdown.
+    async fn serve(
+        limits: Limits,
+    ) -> (SocketAddr, super::ShutdownTrigger, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let db = Db::connect(&temp_sqlite_url("kit-server-limits"), 1).await.unwrap();
+        let health = Health::new(db, Duration::from_secs(1));
+        let server = Server::bind("127.0.0.1:0", health.routes(), health.clone(), limits).await.unwrap();
+        let addr = server.local_addr();
+        let (trigger, shutdown) = Shutdown::manual();
+        (addr, trigger, tokio::spawn(server.run(shutdown)))
+    }
+
+    /// Reads until the server closes the connection (`true`), or `false` after `within`.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0_u8; 1024];
+        tokio::time::timeout(within, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    const LIVEZ: &[u8] = b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_client_sending_half_a_request_head_is_cut_off() {
+        let limits = Limits { header_read_timeout: Duration::from_millis(200), ..Limits::default() };
+        let (addr, trigger, running) = serve(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /livez HTTP/1.1\r\nHost: te").await.unwrap();
+        assert!(
+            closed_within(&mut slow, Duration::from_secs(10)).await,
+            "a slowloris connection stayed open"
+        );
+        // An idle keep-alive connection is closed the same way; a served one answered first.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(LIVEZ).await.unwrap();
+        let mut head = [0_u8; 12];
+        idle.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        assert!(
+            closed_within(&mut idle, Duration::from_secs(10)).await,
+            "an idle keep-alive connection stayed open"
+        );
+        trigger.trigger();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_wait_until_one_closes() {
+        let limits = Limits { max_connections: 2, ..Limits::default() };
+        let (addr, trigger, running) = serve(limits).await;
+        let first = TcpStream::connect(addr).await.unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third.write_all(LIVEZ).await.unwrap();
+        let mut head = [0_u8; 12];
+        let waited = tokio::time::timeout(Duration::from_millis(300), third.read_exact(&mut head)).await;
+        assert!(waited.is_err(), "a third connection was served while two were open");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(10), third.read_exact(&mut head)).await.unwrap().unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        trigger.trigger();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_cannot_hold_shutdown_past_the_grace() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (addr, trigger, running) = serve(limits).await;
+        let mut stuck = TcpStream::connect(addr).await.unwrap();
+        stuck.write_all(b"GET /livez HTTP/1.1\r\nHost: te").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        trigger.trigger();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), running).await;
+        assert!(stopped.is_ok(), "shutdown waited on a half-sent request");
+        stopped.unwrap().unwrap().unwrap();
+        assert!(closed_within(&mut stuck, Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test]
+    async fn http2_by_prior_knowledge_is_served() {
+        let (addr, trigger, running) = serve(Limits::default()).await;
+        let client =
+            Client::builder(TokioExecutor::new()).http2_only(true).build_http::<Empty<bytes::Bytes>>();
+        let res = client.get(format!("http://{addr}/livez").parse().unwrap()).await.unwrap();
+        assert_eq!((res.status(), res.version()), (http::StatusCode::OK, http::Version::HTTP_2));
+        trigger.trigger();
+        running.await.unwrap().unwrap();
+    }
+
+    /// One HTTP/1.1 response read off `stream`: status line and headers, and the body by its length.
+    async fn read_response(stream: &mut TcpStream) -> (String, String) {
+        let mut raw = Vec::new();
+        let mut byte = [0_u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0_u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_problem_and_the_connection_lives_on() {
+        let db = Db::connect(&temp_sqlite_url("kit-server-panic"), 1).await.unwrap();
+        let health = Health::new(db, Duration::from_secs(1));
+        let api = Router::new()
+            .route(
+                "/v1/boom",
+                get(|| async {
+                    panic!("the secret cause");
+                    #[allow(unreachable_code)]
+                    "never"
+                }),
+            )
+            .route("/v1/ok", get(|| async { "fine" }));
+        let config = crate::config::ServiceConfig::defaults("panics", 0);
+        let keys = crate::auth::JwtKeys::new(b"panic-test-secret", Duration::from_secs(60));
+        let openapi = utoipa::openapi::OpenApiBuilder::new().build();
+        let app = super::app("panics", api, openapi, &health, &config, keys, None).unwrap();
+        let server = Server::bind("127.0.0.1:0", app, health.clone(), Limits::default()).await.unwrap();
+        let addr = server.local_addr();
+        let (trigger, shutdown) = Shutdown::manual();
+        let running = tokio::spawn(server.run(shutdown));
+
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /v1/boom HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+        let (head, body) = read_response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 500"), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("content-type: application/problem+json"), "{head}");
+        assert!(lower.contains("x-content-type-options: nosniff"), "{head}");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((problem["status"].as_u64(), problem["instance"].as_str()), (Some(500), Some("/v1/boom")));
+        assert_eq!(problem["trace_id"].as_str().map(str::len), Some(32), "{problem}");
+        assert!(!body.contains("the secret cause"), "{body}");
+        // The same connection serves the next request.
+        stream.write_all(b"GET /v1/ok HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+        let (head, body) = read_response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, "fine");
+        // Operational routes carry the security header too.
+        stream.write_all(LIVEZ).await.unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{head}");
+        trigger.trigger();
+        running.await.unwrap().unwrap();
     }
 }

@@ -82,7 +82,7 @@ impl App {
     /// Binds the configured host and port.
     pub async fn bind(self) -> std::io::Result<Server> {
         let addr = format!("{}:{}", self.config.host, self.config.port);
-        Server::bind(&addr, self.router, self.health, Duration::from_millis(self.config.drain_delay_ms)).await
+        Server::bind(&addr, self.router, self.health, server::Limits::from_config(&self.config)).await
     }
 }
 
