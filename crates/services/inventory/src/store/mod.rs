@@ -5,7 +5,7 @@
 //! prevents overselling exists once. What differs (from [`kit::db::SqlPool`]):
 //!
 //! - SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the database's write lock up
-//!   front (waiting up to the kit's 5 s busy timeout). A deferred transaction that reads and then
+//!   front (waiting up to the busy timeout, the kit's `db_lock_timeout_ms`). A deferred transaction that reads and then
 //!   writes can fail with `SQLITE_BUSY` at the upgrade, which the busy timeout does not cover.
 //! - PostgreSQL: `READ COMMITTED`; a reservation row is locked with `SELECT … FOR UPDATE` before its
 //!   status changes; conditional `UPDATE`s re-check their `WHERE` after waiting for a row lock.
@@ -129,8 +129,9 @@ impl Action {
 pub trait Store: Send + Sync + 'static {
     /// The stock of `sku`.
     fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>>;
-    /// Sets `on_hand` (creating the row when absent) if `pre` holds for the row's current `ETag`,
-    /// with a ledger entry by `actor`. [`StoreError::Conflict`] when that is less than what is
+    /// Sets `on_hand` (creating the row when absent) if `pre` holds for the row's current `ETag`
+    /// (empty preconditions always hold: refusing blind writes is the API's choice, 428), with a
+    /// ledger entry by `actor`. [`StoreError::Conflict`] when that is less than what is
     /// reserved.
     fn set_stock<'a>(
         &'a self,
