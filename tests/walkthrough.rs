@@ -314,6 +314,7 @@ fn readme_walkthrough_covers_the_whole_session() {
     assert!(has("admin@palisade.local"), "log in as the bootstrapped admin");
     assert!(has("8082/v1/products") && has("Bearer $ADMIN"), "create a product as admin");
     assert!(has("-X PUT http://127.0.0.1:8083/v1/stock/"), "set stock (PUT /v1/stock/{{sku}})");
+    assert!(has("If-None-Match: *") || has("If-Match: "), "set stock with a precondition (428 without)");
     assert!(has("8082/v1/products/$PRODUCT_ID"), "read the product back");
     assert!(has("curl -s http://127.0.0.1:8083/v1/stock/"), "read the stock back");
     assert!(has("/metrics"), "show the metrics");

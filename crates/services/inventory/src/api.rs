@@ -3,8 +3,11 @@
 //! | outcome | status |
 //! |---|---|
 //! | SKU in the path malformed / reservation id not a UUID | 400 |
-//! | SKU without a stock row (`GET`, adjustments) / unknown reservation | 404 |
+//! | SKU without a stock row (`GET`, adjustments, ledger) / unknown reservation | 404 |
 //! | `on_hand` below what is reserved, or out of range after an adjustment | 409 |
+//! | `If-Match` / `If-None-Match` do not hold for the stock's `ETag` | 412, with the current `ETag` |
+//! | `PUT /v1/stock/{sku}` with neither `If-Match` nor `If-None-Match` | 428 |
+//! | the row stayed locked past the lock timeout, or the transaction kept losing to concurrent ones | 503 with `Retry-After` |
 //! | reservation: a line asks for more than is available | 409 `insufficient-stock`, `errors` per line |
 //! | reservation: the `order_id` already has a reservation with other lines | 409 `order-id-taken` |
 //! | reservation: a line names a SKU without a stock row | 422, `errors` per line |
@@ -18,7 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AdminUser;
 use kit::error::{ApiError, FieldError, PROBLEM_JSON as PROBLEM, Problem};
-use kit::extract::{Json, Path};
+use kit::extract::{Json, Path, Preconditions, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,8 +29,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::expiry::Sweeper;
-use crate::model::{Adjustment, Reservation, ReservationRequest, SKU_RULE, SetStock, Stock, valid_sku};
-use crate::store::{Action, ReserveOutcome, Store, Transition};
+use crate::model::{
+    Adjustment, LedgerPage, LedgerQuery, Reservation, ReservationRequest, SKU_RULE, SetStock, Stock,
+    valid_sku,
+};
+use crate::store::{Action, ReserveOutcome, StockWrite, Store, Transition};
 
 /// Handler state.
 #[derive(Clone)]
@@ -51,6 +57,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_stock, set_stock))
         .routes(routes!(adjust_stock))
+        .routes(routes!(stock_ledger))
         .routes(routes!(reserve))
         .routes(routes!(get_reservation, release))
         .routes(routes!(commit))
@@ -85,69 +92,142 @@ fn with_location<T: serde::Serialize>(status: StatusCode, location: &str, body: 
     res
 }
 
+fn etag_value(stock: &Stock) -> HeaderValue {
+    HeaderValue::from_str(&stock.etag()).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The stock as a response with its `ETag`.
+fn stock_response(status: StatusCode, stock: Stock) -> Response {
+    let etag = etag_value(&stock);
+    let mut res = if status == StatusCode::CREATED {
+        with_location(status, &format!("/v1/stock/{}", stock.sku), stock)
+    } else {
+        (status, Json(stock)).into_response()
+    };
+    res.headers_mut().insert(header::ETAG, etag);
+    res
+}
+
+const PRECONDITION_FAILED: &str = "https://palisade.dev/problems/precondition-failed";
+const PRECONDITION_REQUIRED: &str = "https://palisade.dev/problems/precondition-required";
+
+/// 412, with the current `ETag` when the stock exists.
+fn precondition_failed(sku: &str, current: Option<&Stock>) -> ApiError {
+    let err =
+        ApiError::new(StatusCode::PRECONDITION_FAILED).with_type(PRECONDITION_FAILED, "Precondition failed");
+    match current {
+        Some(stock) => err
+            .with_detail(format!(
+                "the stock of SKU {sku} is at ETag {}, which If-Match/If-None-Match do not allow; read it again",
+                stock.etag()
+            ))
+            .with_header(header::ETAG, etag_value(stock)),
+        None => err.with_detail(format!("SKU {sku} has no stock, which If-Match does not allow")),
+    }
+}
+
 /// The stock of one SKU.
 #[utoipa::path(
     get, path = "/v1/stock/{sku}", tag = "stock",
     params(("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
-        (status = 200, description = "The stock", body = Stock),
+        (status = 200, description = "The stock", body = Stock,
+            headers(("ETag" = String, description = "The stock's version (strong): send it in `If-Match` to change it"))),
         (status = 400, description = "The SKU is malformed", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No stock for this SKU", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn get_stock(State(state): State<AppState>, Path(sku): Path<String>) -> Result<Json<Stock>, ApiError> {
+async fn get_stock(State(state): State<AppState>, Path(sku): Path<String>) -> Result<Response, ApiError> {
     let sku = checked_sku(sku)?;
-    state.store.stock(&sku).await?.map(Json).ok_or_else(|| no_stock(&sku))
+    let stock = state.store.stock(&sku).await?.ok_or_else(|| no_stock(&sku))?;
+    Ok(stock_response(StatusCode::OK, stock))
 }
 
 /// Set a SKU's on-hand count (admin); creates the SKU's stock when absent.
+///
+/// A conditional request only: reservations and commits change the stock concurrently, so a blind
+/// overwrite would silently undo them. Send `If-Match` with the `ETag` of a `GET` to overwrite
+/// (412 when the stock changed since), or `If-None-Match: *` to create (412 when it exists).
+/// Without either the answer is 428. Every change is recorded in the SKU's ledger.
 #[utoipa::path(
     put, path = "/v1/stock/{sku}", tag = "stock",
-    params(("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("If-Match" = Option<String>, Header, description = "The stock's current `ETag` (or `*`: any existing stock)"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: only create the stock, never overwrite it"),
+    ),
     request_body(content = SetStock, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = Stock),
+        (status = 200, description = "Updated", body = Stock,
+            headers(("ETag" = String, description = "The stock's new version"))),
         (status = 201, description = "Created", body = Stock,
-            headers(("Location" = String, description = "The stock's URL"))),
+            headers(("Location" = String, description = "The stock's URL"), ("ETag" = String, description = "Its version"))),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
         AuthErrors,
         NotAdmin,
         (status = 409, description = "Below what is currently reserved", body = Problem, content_type = PROBLEM),
+        (status = 412, description = "`If-Match` or `If-None-Match` does not hold: the stock changed (or exists, or \
+            does not); nothing was written. The current `ETag` is sent when the stock exists",
+            body = Problem, content_type = PROBLEM,
+            headers(("ETag" = String, description = "The stock's current version"))),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
+        (status = 428, description = "Neither `If-Match` nor `If-None-Match` was sent: a blind overwrite is refused",
+            body = Problem, content_type = PROBLEM),
     )
 )]
 async fn set_stock(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
+    pre: Preconditions,
     Path(sku): Path<String>,
     Json(input): Json<SetStock>,
 ) -> Result<Response, ApiError> {
     let sku = checked_sku(sku)?;
     input.validate().map_err(ApiError::validation)?;
-    let (stock, created) = state.store.set_stock(&sku, input.on_hand, OffsetDateTime::now_utc()).await?;
-    Ok(if created {
-        with_location(StatusCode::CREATED, &format!("/v1/stock/{sku}"), stock)
-    } else {
-        Json(stock).into_response()
-    })
+    if pre.is_empty() {
+        return Err(ApiError::new(StatusCode::PRECONDITION_REQUIRED)
+            .with_type(PRECONDITION_REQUIRED, "Precondition required")
+            .with_detail(format!(
+                "send If-Match with the ETag of GET /v1/stock/{sku} to overwrite its stock, or If-None-Match: * to \
+                 create it: others change the stock concurrently"
+            )));
+    }
+    let write =
+        state.store.set_stock(&sku, input.on_hand, &pre, &admin.id, OffsetDateTime::now_utc()).await?;
+    match write {
+        StockWrite::Done(stock, true) => Ok(stock_response(StatusCode::CREATED, stock)),
+        StockWrite::Done(stock, false) => Ok(stock_response(StatusCode::OK, stock)),
+        StockWrite::PreconditionFailed(current) => Err(precondition_failed(&sku, current.as_ref())),
+        StockWrite::NotFound => Err(no_stock(&sku)),
+    }
 }
 
 /// Add to or remove from a SKU's on-hand count (admin): a delivery, breakage, a recount.
+///
+/// A delta commutes with concurrent changes, so no precondition is required; `If-Match` with the
+/// stock's `ETag` makes it conditional (412 when the stock changed since). Recorded in the ledger.
 #[utoipa::path(
     post, path = "/v1/stock/{sku}/adjustments", tag = "stock",
-    params(("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("If-Match" = Option<String>, Header, description = "Adjust only if the stock is still at this `ETag`"),
+    ),
     request_body(content = Adjustment, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The stock after the adjustment", body = Stock),
+        (status = 200, description = "The stock after the adjustment", body = Stock,
+            headers(("ETag" = String, description = "The stock's new version"))),
         (status = 400, description = "The SKU is malformed or the body is not JSON", body = Problem, content_type = PROBLEM),
         AuthErrors,
         NotAdmin,
         (status = 404, description = "No stock for this SKU", body = Problem, content_type = PROBLEM),
         (status = 409, description = "On-hand would drop below what is reserved or exceed the maximum", body = Problem, content_type = PROBLEM),
+        (status = 412, description = "`If-Match` does not hold: the stock changed since; nothing was written",
+            body = Problem, content_type = PROBLEM,
+            headers(("ETag" = String, description = "The stock's current version"))),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
@@ -155,14 +235,55 @@ async fn set_stock(
 )]
 async fn adjust_stock(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
+    pre: Preconditions,
     Path(sku): Path<String>,
     Json(input): Json<Adjustment>,
-) -> Result<Json<Stock>, ApiError> {
+) -> Result<Response, ApiError> {
     let sku = checked_sku(sku)?;
     input.validate().map_err(ApiError::validation)?;
-    let stock = state.store.adjust_stock(&sku, input.delta, OffsetDateTime::now_utc()).await?;
-    stock.map(Json).ok_or_else(|| no_stock(&sku))
+    let write =
+        state.store.adjust_stock(&sku, input.delta, &pre, &admin.id, OffsetDateTime::now_utc()).await?;
+    match write {
+        StockWrite::Done(stock, _) => Ok(stock_response(StatusCode::OK, stock)),
+        StockWrite::PreconditionFailed(current) => Err(precondition_failed(&sku, current.as_ref())),
+        StockWrite::NotFound => Err(no_stock(&sku)),
+    }
+}
+
+/// A SKU's ledger (admin): every change of its on-hand count, oldest first, with who made it.
+///
+/// The deltas add up to `on_hand`.
+#[utoipa::path(
+    get, path = "/v1/stock/{sku}/ledger", tag = "stock",
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        LedgerQuery,
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the ledger", body = LedgerPage),
+        (status = 400, description = "The SKU is malformed or a query parameter is out of range", body = Problem, content_type = PROBLEM),
+        AuthErrors,
+        NotAdmin,
+        (status = 404, description = "No stock for this SKU", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn stock_ledger(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(sku): Path<String>,
+    Query(query): Query<LedgerQuery>,
+) -> Result<Json<LedgerPage>, ApiError> {
+    let sku = checked_sku(sku)?;
+    let mut errors = Vec::new();
+    let (limit, offset) = kit::paging::check(query.limit, query.offset, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_params(errors));
+    }
+    let mut items = state.store.ledger(&sku, limit + 1, offset).await?.ok_or_else(|| no_stock(&sku))?;
+    let next_offset = kit::paging::finish(&mut items, limit, offset);
+    Ok(Json(LedgerPage { items, limit, offset, next_offset }))
 }
 
 /// Reserve stock for an order (admin/service token): every line or none.
@@ -292,10 +413,10 @@ fn transition_response(id: Uuid, transition: Transition, verb: &str) -> Result<J
 )]
 async fn commit(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    let transition = state.store.transition(id, Action::Commit, OffsetDateTime::now_utc()).await?;
+    let transition = state.store.transition(id, Action::Commit, &admin.id, OffsetDateTime::now_utc()).await?;
     transition_response(id, transition, "committed")
 }
 
@@ -317,9 +438,10 @@ async fn commit(
 )]
 async fn release(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    let transition = state.store.transition(id, Action::Release, OffsetDateTime::now_utc()).await?;
+    let transition =
+        state.store.transition(id, Action::Release, &admin.id, OffsetDateTime::now_utc()).await?;
     transition_response(id, transition, "released")
 }

@@ -2,9 +2,10 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `GET /v1/stock/{sku}` | public | `{sku, on_hand, reserved, available}` |
-//! | `PUT /v1/stock/{sku}` | admin | set `on_hand` (creates the SKU's row; never below `reserved`) |
-//! | `POST /v1/stock/{sku}/adjustments` | admin | add a signed `delta` to `on_hand` |
+//! | `GET /v1/stock/{sku}` | public | `{sku, on_hand, reserved, available}`, its version as a strong `ETag` |
+//! | `PUT /v1/stock/{sku}` | admin | set `on_hand` (creates the SKU's row; never below `reserved`); needs `If-Match` (overwrite) or `If-None-Match: *` (create), else 428 |
+//! | `POST /v1/stock/{sku}/adjustments` | admin | add a signed `delta` to `on_hand` (`If-Match` optional) |
+//! | `GET /v1/stock/{sku}/ledger` | admin | every change of `on_hand`, paged: delta, result, reason, actor |
 //! | `POST /v1/reservations` | admin | reserve every line for an order, or none; idempotent per `order_id` |
 //! | `GET /v1/reservations/{id}` | admin | one reservation |
 //! | `POST /v1/reservations/{id}/commit` | admin | reserved units leave `on_hand` for good |
@@ -89,7 +90,7 @@ impl InventoryConfig {
         description = "Stock per SKU and reservations for orders. Errors are RFC 9457 problem documents. \
                        Reservations expire unless committed within the configured TTL."
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, model::LedgerReason)),
     modifiers(&BearerAuth),
     tags(
         (name = "stock", description = "Stock per SKU"),
@@ -108,7 +109,7 @@ fn routes(context: Context) -> RoutesFuture {
     Box::pin(async move {
         let config: InventoryConfig = context.settings.extract("inventory")?;
         config.validate()?;
-        let store = store::for_db(&context.db);
+        let store = store::with_retry(&context.db, context.config.db_retry());
         let sweeper = Sweeper::spawn(
             store.clone(),
             &context.db,

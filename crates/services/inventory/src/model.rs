@@ -37,13 +37,106 @@ pub struct Stock {
     /// `on_hand - reserved`: what can still be reserved.
     #[schema(minimum = 0, example = 7)]
     pub available: i64,
+    /// Bumped by every change of the row (reservations included); sent as the strong `ETag`, not
+    /// in the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: i64,
 }
 
 impl Stock {
-    /// A stock row; `available` is derived.
-    pub const fn new(sku: String, on_hand: i64, reserved: i64) -> Self {
-        Self { sku, on_hand, reserved, available: on_hand - reserved }
+    /// A stock row at `version`; `available` is derived.
+    pub const fn new(sku: String, on_hand: i64, reserved: i64, version: i64) -> Self {
+        Self { sku, on_hand, reserved, available: on_hand - reserved, version }
     }
+
+    /// The strong `ETag` of this version: `"<version>"`.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+/// Why `on_hand` changed (a ledger row's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerReason {
+    /// `on_hand` as it was when the ledger was introduced (migration).
+    Baseline,
+    /// `PUT /v1/stock/{sku}`.
+    Set,
+    /// `POST /v1/stock/{sku}/adjustments`.
+    Adjustment,
+    /// A reservation was committed: its units left.
+    Commit,
+}
+
+impl LedgerReason {
+    /// The database spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Set => "set",
+            Self::Adjustment => "adjustment",
+            Self::Commit => "commit",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Baseline, Self::Set, Self::Adjustment, Self::Commit].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One change of a SKU's `on_hand`, written in the transaction that made it. The sum of a SKU's
+/// `delta`s is its `on_hand`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    /// The SKU.
+    #[schema(example = "MUG-001")]
+    pub sku: String,
+    /// Units added (positive) or removed (negative); 0 for a set to the same count.
+    #[schema(example = -2)]
+    pub delta: i64,
+    /// `on_hand` right after the change.
+    #[schema(minimum = 0, example = 8)]
+    pub on_hand_after: i64,
+    /// What changed it.
+    pub reason: LedgerReason,
+    /// Who: the subject (`sub`) of the token that made the request.
+    #[schema(example = "6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11")]
+    pub actor: String,
+    /// The committed reservation (reason `commit` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<Uuid>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// A page of a SKU's ledger, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LedgerPage {
+    /// The entries, oldest first.
+    pub items: Vec<LedgerEntry>,
+    /// The page size used.
+    pub limit: u32,
+    /// The offset used.
+    pub offset: u64,
+    /// The `offset` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
+}
+
+/// The query of `GET /v1/stock/{sku}/ledger`.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Entries to skip (default 0).
+    #[param(minimum = 0)]
+    pub offset: Option<u64>,
 }
 
 /// The body of `PUT /v1/stock/{sku}`.

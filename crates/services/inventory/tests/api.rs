@@ -58,7 +58,21 @@ impl TestApp {
         role: Option<Role>,
         body: Option<Value>,
     ) -> (StatusCode, HeaderMap, Value) {
+        self.call_with(method, uri, role, &[], body).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        role: Option<Role>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut req = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(role) = role {
             req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token(role)));
         }
@@ -76,14 +90,33 @@ impl TestApp {
     }
 
     async fn stock(&self, sku: &str) -> Value {
-        let (status, _, body) = self.call("GET", &format!("/v1/stock/{sku}"), None, None).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
+        self.stock_and_etag(sku).await.0
     }
 
+    async fn stock_and_etag(&self, sku: &str) -> (Value, String) {
+        let (status, headers, body) = self.call("GET", &format!("/v1/stock/{sku}"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body, headers[header::ETAG].to_str().unwrap().to_owned())
+    }
+
+    /// `PUT` with `If-None-Match: *` (create) or `If-Match` with the ETag of a `GET` (overwrite).
     async fn set_stock(&self, sku: &str, on_hand: i64) {
-        let (status, _, body) =
-            self.admin("PUT", &format!("/v1/stock/{sku}"), Some(json!({ "on_hand": on_hand }))).await;
+        let uri = format!("/v1/stock/{sku}");
+        let (status, headers, _) = self.call("GET", &uri, None, None).await;
+        let pre = if status == StatusCode::OK {
+            ("If-Match", headers[header::ETAG].to_str().unwrap().to_owned())
+        } else {
+            ("If-None-Match", "*".to_owned())
+        };
+        let (status, _, body) = self
+            .call_with(
+                "PUT",
+                &uri,
+                Some(Role::Admin),
+                &[(pre.0, &pre.1)],
+                Some(json!({ "on_hand": on_hand })),
+            )
+            .await;
         assert!(status.is_success(), "{body}");
     }
 }
@@ -97,12 +130,20 @@ fn reservation(order_id: &str, lines: &[(&str, i64)]) -> Value {
 #[tokio::test]
 async fn stock_set_read_adjust() {
     let app = app().await;
-    let (status, headers, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 10 }))).await;
+    let create = [("If-None-Match", "*")];
+    let (status, headers, body) = app
+        .call_with("PUT", "/v1/stock/MUG-1", Some(Role::Admin), &create, Some(json!({ "on_hand": 10 })))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(headers[header::LOCATION], "/v1/stock/MUG-1");
+    assert_eq!(headers[header::ETAG], "\"1\"");
     assert_eq!(body, json!({ "sku": "MUG-1", "on_hand": 10, "reserved": 0, "available": 10 }));
-    let (status, _, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 8 }))).await;
+    let update = [("If-Match", "\"1\"")];
+    let (status, headers, body) = app
+        .call_with("PUT", "/v1/stock/MUG-1", Some(Role::Admin), &update, Some(json!({ "on_hand": 8 })))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers[header::ETAG], "\"2\"");
     assert_eq!(
         app.stock("MUG-1").await,
         json!({ "sku": "MUG-1", "on_hand": 8, "reserved": 0, "available": 8 })
@@ -119,7 +160,16 @@ async fn stock_set_read_adjust() {
     let (status, _, _) =
         app.admin("POST", "/v1/reservations", Some(reservation("o-1", &[("MUG-1", 4)]))).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, headers, body) = app.admin("PUT", "/v1/stock/MUG-1", Some(json!({ "on_hand": 3 }))).await;
+    let (_, etag) = app.stock_and_etag("MUG-1").await;
+    let (status, headers, body) = app
+        .call_with(
+            "PUT",
+            "/v1/stock/MUG-1",
+            Some(Role::Admin),
+            &[("If-Match", &etag)],
+            Some(json!({ "on_hand": 3 })),
+        )
+        .await;
     assert_problem(status, &headers, &body, StatusCode::CONFLICT);
     assert!(body["detail"].as_str().unwrap().contains("4 units reserved"), "{body}");
     let (status, headers, body) =
@@ -135,6 +185,129 @@ async fn stock_set_read_adjust() {
     let (status, headers, body) =
         app.admin("POST", "/v1/stock/NOPE/adjustments", Some(json!({ "delta": 1 }))).await;
     assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+}
+
+/// The ledger after `stock_writes_are_conditional_and_recorded_in_the_ledger`: every change of
+/// on-hand, by whom (the token's subject), adding up to on-hand; paged; admin only.
+async fn ledger_of_mug_1(app: &TestApp) {
+    let (status, _, page) = app.admin("GET", "/v1/stock/MUG-1/ledger", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let entries: Vec<(i64, i64, &str, &str)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["delta"].as_i64().unwrap(),
+                e["on_hand_after"].as_i64().unwrap(),
+                e["reason"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (10, 10, "set", "user-1"),
+            (-1, 9, "set", "user-1"),
+            (-4, 5, "adjustment", "user-1"),
+            (2, 7, "adjustment", "user-1")
+        ]
+    );
+    assert_eq!(page["next_offset"], Value::Null);
+    let (status, _, page) = app.admin("GET", "/v1/stock/MUG-1/ledger?limit=2&offset=1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((page["items"].as_array().unwrap().len(), &page["next_offset"]), (2, &json!(3)));
+    assert_eq!(page["items"][0]["delta"], -1);
+    let (status, headers, body) = app.admin("GET", "/v1/stock/MUG-1/ledger?limit=0", None).await;
+    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    let (status, headers, body) = app.admin("GET", "/v1/stock/NOPE/ledger", None).await;
+    assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+    let (status, headers, body) = app.call("GET", "/v1/stock/MUG-1/ledger", Some(Role::Customer), None).await;
+    assert_problem(status, &headers, &body, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn stock_writes_are_conditional_and_recorded_in_the_ledger() {
+    let app = app().await;
+    let put = |headers: &'static [(&'static str, &'static str)], on_hand: i64| {
+        let app = &app;
+        async move {
+            app.call_with(
+                "PUT",
+                "/v1/stock/MUG-1",
+                Some(Role::Admin),
+                headers,
+                Some(json!({ "on_hand": on_hand })),
+            )
+            .await
+        }
+    };
+    // A blind PUT is refused (428), on a new SKU as on an existing one.
+    let (status, headers, body) = put(&[], 10).await;
+    assert_problem(status, &headers, &body, StatusCode::PRECONDITION_REQUIRED);
+    assert!(body["detail"].as_str().unwrap().contains("If-Match"), "{body}");
+    let (status, headers, _) = put(&[("If-Match", "*")], 10).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "If-Match needs existing stock");
+    assert!(headers.get(header::ETAG).is_none());
+    let (status, headers, _) = put(&[("If-None-Match", "*")], 10).await;
+    assert_eq!(
+        (status, &headers[header::ETAG]),
+        (StatusCode::CREATED, &"\"1\"".parse::<http::HeaderValue>().unwrap())
+    );
+    let (status, headers, body) = put(&[], 9).await;
+    assert_problem(status, &headers, &body, StatusCode::PRECONDITION_REQUIRED);
+    let (status, headers, body) = put(&[("If-None-Match", "*")], 9).await;
+    assert_problem(status, &headers, &body, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(headers[header::ETAG], "\"1\"", "the 412 tells the current ETag");
+
+    // A reservation changes the stock: the ETag read before it is stale, by PUT and by adjustment.
+    let (_, etag) = app.stock_and_etag("MUG-1").await;
+    assert_eq!(etag, "\"1\"");
+    let (status, _, _) =
+        app.admin("POST", "/v1/reservations", Some(reservation("o-1", &[("MUG-1", 2)]))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, fresh) = app.stock_and_etag("MUG-1").await;
+    assert_eq!(fresh, "\"2\"");
+    for headers in [&[("If-Match", "\"1\"")][..], &[("If-Match", "W/\"2\"")]] {
+        let (status, problem_headers, body) = put(headers, 9).await;
+        assert_problem(status, &problem_headers, &body, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(body["type"], "https://palisade.dev/problems/precondition-failed");
+    }
+    let (status, headers, body) = app
+        .call_with(
+            "POST",
+            "/v1/stock/MUG-1/adjustments",
+            Some(Role::Admin),
+            &[("If-Match", "\"1\"")],
+            Some(json!({ "delta": 1 })),
+        )
+        .await;
+    assert_problem(status, &headers, &body, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(app.stock("MUG-1").await["on_hand"], 10, "nothing changed");
+    let (status, headers, body) = put(&[("If-Match", "\"0\", \"2\"")], 9).await;
+    assert_eq!(
+        (status, &headers[header::ETAG]),
+        (StatusCode::OK, &"\"3\"".parse::<http::HeaderValue>().unwrap())
+    );
+    assert_eq!(body, json!({ "sku": "MUG-1", "on_hand": 9, "reserved": 2, "available": 7 }));
+    let (status, headers, _) = app
+        .call_with(
+            "POST",
+            "/v1/stock/MUG-1/adjustments",
+            Some(Role::Admin),
+            &[("If-Match", "\"3\"")],
+            Some(json!({ "delta": -4 })),
+        )
+        .await;
+    assert_eq!(
+        (status, &headers[header::ETAG]),
+        (StatusCode::OK, &"\"4\"".parse::<http::HeaderValue>().unwrap())
+    );
+    let (status, _, _) = app.admin("POST", "/v1/stock/MUG-1/adjustments", Some(json!({ "delta": 2 }))).await;
+    assert_eq!(status, StatusCode::OK, "adjustments need no precondition");
+
+    ledger_of_mug_1(&app).await;
 }
 
 #[tokio::test]
@@ -221,6 +394,7 @@ async fn bad_input_is_problem_json() {
     let admin_routes = [
         ("PUT", "/v1/stock/A".to_owned(), Some(json!({ "on_hand": 1 }))),
         ("POST", "/v1/stock/A/adjustments".to_owned(), Some(json!({ "delta": 1 }))),
+        ("GET", "/v1/stock/A/ledger".to_owned(), None),
         ("POST", "/v1/reservations".to_owned(), Some(reservation("o", &[("A", 1)]))),
         ("GET", format!("/v1/reservations/{id}"), None),
         ("POST", format!("/v1/reservations/{id}/commit"), None),
@@ -376,18 +550,39 @@ impl Running {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let (status, _, body) = self.send_with(method, path, &[], body).await;
+        (status, body)
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req.body(body.map(Value::to_string).unwrap_or_default()).unwrap();
         let res = self.client.request(req).await.unwrap();
         let status = res.status();
+        let headers = res.headers().clone();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Creates the stock of `sku` (`If-None-Match: *`).
+    async fn create_stock(&self, sku: &str, on_hand: i64) -> StatusCode {
+        let body = json!({ "on_hand": on_hand });
+        self.send_with("PUT", &format!("/v1/stock/{sku}"), &[("If-None-Match", "*")], Some(&body)).await.0
     }
 
     async fn stop(self) {
@@ -399,8 +594,7 @@ impl Running {
 /// 50 concurrent reservations of one unit each, distinct orders, at 10 units: exactly 10 win.
 async fn no_overselling(database_url: &str) {
     let server = std::sync::Arc::new(Running::start(&settings(database_url, &[])).await);
-    let (status, _) = server.send("PUT", "/v1/stock/HOT-1", Some(&json!({ "on_hand": 10 }))).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(server.create_stock("HOT-1", 10).await, StatusCode::CREATED);
     let attempts: Vec<_> = (0..50)
         .map(|i| {
             let server = server.clone();
@@ -449,13 +643,155 @@ async fn no_overselling_over_http_on_postgres() {
     }
 }
 
+/// A fresh PostgreSQL database whose default isolation is `REPEATABLE READ` (as some servers are
+/// configured), or `None` when `TEST_DATABASE_URL` names no server.
+async fn repeatable_read_database() -> Option<String> {
+    let url = kit::db::temp_postgres_url().await?.expect("create a test database");
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    Some(url)
+}
+
+/// On a server defaulting to `REPEATABLE READ`, 40 concurrent buyers of one unit each (reserve, then
+/// commit) at 20 units, with adjustments in between: every answer is a success or a clean 409, never
+/// a 5xx, and exactly 20 units are sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeatable_read_default_still_serves_concurrent_buyers() {
+    let Some(url) = repeatable_read_database().await else {
+        eprintln!("note: TEST_DATABASE_URL is not a postgres URL; repeatable-read test skipped");
+        return;
+    };
+    let server = std::sync::Arc::new(Running::start(&settings(&url, &[])).await);
+    assert_eq!(server.create_stock("HOT-1", 20).await, StatusCode::CREATED);
+    let buyers: Vec<_> = (0..40)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                if i % 10 == 0 {
+                    let (status, body) = server
+                        .send("POST", "/v1/stock/HOT-1/adjustments", Some(&json!({ "delta": 1 })))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                    let (status, body) = server
+                        .send("POST", "/v1/stock/HOT-1/adjustments", Some(&json!({ "delta": -1 })))
+                        .await;
+                    assert!(status == StatusCode::OK || status == StatusCode::CONFLICT, "{status}: {body}");
+                    return i64::from(status != StatusCode::OK); // a -1 refused: one unit more
+                }
+                let req = reservation(&format!("order-{i}"), &[("HOT-1", 1)]);
+                let (status, body) = server.send("POST", "/v1/reservations", Some(&req)).await;
+                match status {
+                    StatusCode::CREATED => {
+                        let id = body["id"].as_str().unwrap().to_owned();
+                        let (status, body) =
+                            server.send("POST", &format!("/v1/reservations/{id}/commit"), None).await;
+                        assert_eq!(status, StatusCode::OK, "{body}");
+                        -1
+                    }
+                    StatusCode::CONFLICT => {
+                        assert_eq!(
+                            body["type"], "https://palisade.dev/problems/insufficient-stock",
+                            "{body}"
+                        );
+                        0
+                    }
+                    other => panic!("unexpected {other}: {body}"),
+                }
+            })
+        })
+        .collect();
+    let mut change = 0;
+    for buyer in buyers {
+        change += buyer.await.unwrap();
+    }
+    let (status, stock) = server.send("GET", "/v1/stock/HOT-1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stock["reserved"], 0, "{stock}");
+    let on_hand = stock["on_hand"].as_i64().unwrap();
+    assert_eq!(on_hand, 20 + change, "{stock}");
+    assert!((0..=4).contains(&on_hand), "at most 20 sold, and sold out but for refused -1s: {stock}");
+    std::sync::Arc::into_inner(server).expect("every request finished").stop().await;
+}
+
+/// A stock row locked from outside (`SELECT … FOR UPDATE` held open): writes to it answer 503 with
+/// `Retry-After` within about the lock timeout, other requests keep working meanwhile, and once the
+/// lock is gone the row works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_locked_from_outside_is_503_without_starving_the_pool() {
+    let Some(url) = kit::db::temp_postgres_url().await else {
+        eprintln!("note: TEST_DATABASE_URL is not a postgres URL; outside-lock test skipped");
+        return;
+    };
+    let url = url.expect("create a test database");
+    let lock_timeout = Duration::from_millis(500);
+    let extra = [("db_lock_timeout_ms", 500), ("db_max_connections", 4)];
+    let server = std::sync::Arc::new(Running::start(&settings(&url, &extra)).await);
+    assert_eq!(server.create_stock("LOCKED-1", 10).await, StatusCode::CREATED);
+    assert_eq!(server.create_stock("FREE-1", 10).await, StatusCode::CREATED);
+
+    let outside = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut holder = outside.begin().await.unwrap();
+    sqlx::query("SELECT on_hand FROM stock WHERE sku = 'LOCKED-1' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let writes: Vec<_> = [
+        ("POST", "/v1/stock/LOCKED-1/adjustments", json!({ "delta": 1 }), None),
+        ("PUT", "/v1/stock/LOCKED-1", json!({ "on_hand": 5 }), Some(("If-Match", "\"1\""))),
+        ("POST", "/v1/reservations", reservation("o-locked", &[("LOCKED-1", 1)]), None),
+    ]
+    .into_iter()
+    .map(|(method, path, body, header)| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let headers: Vec<(&str, &str)> = header.into_iter().collect();
+            let (status, headers, body) = server.send_with(method, path, &headers, Some(&body)).await;
+            (path, status, headers, body, started.elapsed())
+        })
+    })
+    .collect();
+    // Meanwhile, with three of four connections waiting on the lock: reads (of the locked row too:
+    // MVCC) and writes elsewhere answer at once.
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert_eq!(server.send("GET", "/v1/stock/LOCKED-1", None).await.0, StatusCode::OK);
+        let (status, body) =
+            server.send("POST", "/v1/stock/FREE-1/adjustments", Some(&json!({ "delta": 1 }))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(started.elapsed() < lock_timeout, "not starved: {:?}", started.elapsed());
+    }
+    for write in writes {
+        let (path, status, headers, body, took) = write.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(headers[header::RETRY_AFTER], "1", "{path}");
+        assert!(took >= lock_timeout && took < lock_timeout * 3, "{path} took {took:?}");
+    }
+
+    holder.rollback().await.unwrap();
+    outside.close().await;
+    let (status, stock) =
+        server.send("POST", "/v1/stock/LOCKED-1/adjustments", Some(&json!({ "delta": 1 }))).await;
+    assert_eq!((status, &stock["on_hand"]), (StatusCode::OK, &json!(11)), "{stock}");
+    let (status, body) =
+        server.send("POST", "/v1/reservations", Some(&reservation("o-locked", &[("LOCKED-1", 1)]))).await;
+    assert_eq!(status, StatusCode::CREATED, "nothing of the refused attempt was kept: {body}");
+    std::sync::Arc::into_inner(server).expect("every request finished").stop().await;
+}
+
 #[tokio::test]
 async fn real_port_session_and_graceful_shutdown() {
     let server = Running::start(&settings(&kit::db::temp_sqlite_url("inventory-port"), &[])).await;
-    assert_eq!(
-        server.send("PUT", "/v1/stock/LAMP-1", Some(&json!({ "on_hand": 3 }))).await.0,
-        StatusCode::CREATED
-    );
+    assert_eq!(server.create_stock("LAMP-1", 3).await, StatusCode::CREATED);
     let (status, r) =
         server.send("POST", "/v1/reservations", Some(&reservation("o-1", &[("LAMP-1", 2)]))).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");

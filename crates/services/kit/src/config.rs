@@ -12,6 +12,10 @@
 //! | `<service>.port` | `SHOP__CATALOG__PORT` | the service's port (catalog 8082) |
 //! | `<service>.database_url` | `SHOP__CATALOG__DATABASE_URL` | `sqlite://data/<service>.db?mode=rwc` |
 //! | `<service>.db_max_connections` | `SHOP__CATALOG__DB_MAX_CONNECTIONS` | `8` |
+//! | `<service>.db_lock_timeout_ms` | `SHOP__CATALOG__DB_LOCK_TIMEOUT_MS` | `2000`: PostgreSQL `lock_timeout`, SQLite busy timeout; also the retry budget ([`crate::db::Retry`]) |
+//! | `<service>.db_statement_timeout_ms` | `SHOP__CATALOG__DB_STATEMENT_TIMEOUT_MS` | `5000`: PostgreSQL `statement_timeout` |
+//! | `<service>.db_idle_in_transaction_timeout_ms` | `SHOP__CATALOG__DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `10000`: PostgreSQL `idle_in_transaction_session_timeout` |
+//! | `<service>.db_retry_attempts` | `SHOP__CATALOG__DB_RETRY_ATTEMPTS` | `3`: attempts of a transaction that lost to a concurrent one (then 503) |
 //! | `<service>.request_timeout_ms` | `SHOP__CATALOG__REQUEST_TIMEOUT_MS` | `10000` |
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
 //! | `<service>.readiness_timeout_ms` | `SHOP__CATALOG__READINESS_TIMEOUT_MS` | `1000` |
@@ -310,6 +314,14 @@ pub struct ServiceConfig {
     pub database_url: Secret<String>,
     /// Size of the database pool.
     pub db_max_connections: u32,
+    /// How long a statement waits for a lock (PostgreSQL `lock_timeout`, SQLite busy timeout).
+    pub db_lock_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout`.
+    pub db_statement_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout`.
+    pub db_idle_in_transaction_timeout_ms: u64,
+    /// Attempts of a transaction that loses to a concurrent one ([`crate::db::Retry`]).
+    pub db_retry_attempts: u32,
     /// The server's own timeout for one request.
     pub request_timeout_ms: u64,
     /// Requests in flight the `/v1` routes accept at once; more are answered 503 with `Retry-After`
@@ -350,6 +362,10 @@ impl ServiceConfig {
             port,
             database_url: Secret::new(format!("sqlite://data/{service}.db?mode=rwc")),
             db_max_connections: 8,
+            db_lock_timeout_ms: 2_000,
+            db_statement_timeout_ms: 5_000,
+            db_idle_in_transaction_timeout_ms: 10_000,
+            db_retry_attempts: 3,
             request_timeout_ms: 10_000,
             max_in_flight: palisade::load_shed::DEFAULT_MAX_IN_FLIGHT,
             body_limit_bytes: 64 * 1024,
@@ -372,6 +388,24 @@ impl ServiceConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// The database pool's settings.
+    pub const fn db_options(&self) -> crate::db::DbOptions {
+        crate::db::DbOptions {
+            max_connections: self.db_max_connections,
+            lock_timeout: Duration::from_millis(self.db_lock_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(self.db_idle_in_transaction_timeout_ms),
+        }
+    }
+
+    /// How the stores retry a transaction that lost to a concurrent one.
+    pub fn db_retry(&self) -> crate::db::Retry {
+        crate::db::Retry {
+            max_attempts: self.db_retry_attempts,
+            ..crate::db::Retry::for_options(&self.db_options())
+        }
+    }
+
     /// Checks that limits are positive and every downstream makes a valid client (URL, timeouts,
     /// retry and breaker settings); `service` names the keys in the error.
     pub fn validate(&self, service: &str) -> Result<(), BoxError> {
@@ -381,6 +415,10 @@ impl ServiceConfig {
         }
         let positive = [
             ("db_max_connections", u64::from(self.db_max_connections)),
+            ("db_lock_timeout_ms", self.db_lock_timeout_ms),
+            ("db_statement_timeout_ms", self.db_statement_timeout_ms),
+            ("db_idle_in_transaction_timeout_ms", self.db_idle_in_transaction_timeout_ms),
+            ("db_retry_attempts", u64::from(self.db_retry_attempts)),
             ("request_timeout_ms", self.request_timeout_ms),
             ("max_in_flight", self.max_in_flight as u64),
             ("body_limit_bytes", self.body_limit_bytes as u64),

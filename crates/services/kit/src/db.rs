@@ -1,5 +1,6 @@
-//! Databases by URL: SQLite (default; WAL, 5 s busy timeout, foreign keys) or PostgreSQL, with
-//! migrations embedded in the binary.
+//! Databases by URL: SQLite (default; WAL, busy timeout, foreign keys) or PostgreSQL (lock,
+//! statement and idle-in-transaction timeouts, `READ COMMITTED`), with migrations embedded in the
+//! binary.
 //!
 //! A service embeds its two migration folders and hides its SQL behind its own `Store` trait with one
 //! implementation per [`Db`] variant:
@@ -14,13 +15,23 @@
 //! When the SQL is the same on both databases (`$1`, `$2`, … placeholders work on SQLite too),
 //! [`sql_store!`](crate::sql_store) generates both implementations from one body; the few words that
 //! differ come from the pool's [`Dialect`] ([`SqlPool`]).
+//!
+//! **Concurrent writers.** Every PostgreSQL transaction a store opens with
+//! [`SqlPool::begin_write`] states its isolation level (`READ COMMITTED`, what the stores' conditional
+//! `UPDATE`s rely on), so a server whose `default_transaction_isolation` is stricter behaves the same;
+//! every connection also sets that default, `lock_timeout`, `statement_timeout` and
+//! `idle_in_transaction_session_timeout` ([`DbOptions`]). A transaction that loses to another one
+//! (serialization failure, deadlock, lock timeout, `SQLITE_BUSY`/`SQLITE_LOCKED`) is
+//! [`StoreError::Busy`]; [`Retry::run`] runs it again a bounded number of times with jittered
+//! backoff, and what is still busy is answered 503 with `Retry-After` ([`crate::error`]), never 500.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use palisade::retry::{Backoff, Jitter};
 use sqlx::migrate::{MigrateError, Migrator};
 pub use sqlx::postgres::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::sqlite::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -57,32 +68,81 @@ async fn create_postgres_database(url: &str) -> Result<(), sqlx::Error> {
     }
 }
 
+/// How a pool's connections wait and give up (from [`crate::config::ServiceConfig`]'s `db_*` keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbOptions {
+    /// Size of the pool (at least 1).
+    pub max_connections: u32,
+    /// How long a statement waits for a lock before it fails: PostgreSQL's `lock_timeout`, SQLite's
+    /// busy timeout. Default 2 s.
+    pub lock_timeout: Duration,
+    /// PostgreSQL's `statement_timeout`: the longest a statement may run. Default 5 s.
+    pub statement_timeout: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`: a session idle this long inside a
+    /// transaction is ended, releasing its locks. Default 10 s.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl DbOptions {
+    /// The defaults: 8 connections, 2 s / 5 s / 10 s.
+    pub const DEFAULT: Self = Self {
+        max_connections: 8,
+        lock_timeout: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(5),
+        idle_in_transaction_timeout: Duration::from_secs(10),
+    };
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A PostgreSQL setting in milliseconds; `0` would disable the timeout, so at least 1.
+fn pg_ms(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
 impl Db {
-    /// Connects to `url` with at most `max_connections`. For a SQLite file, its folder is created; a
-    /// PostgreSQL database is created when missing.
+    /// Connects to `url` with at most `max_connections` and the default [`DbOptions`]. For a SQLite
+    /// file, its folder is created; a PostgreSQL database is created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        Self::connect_with(url, &DbOptions { max_connections, ..DbOptions::DEFAULT }).await
+    }
+
+    /// Connects to `url` with `options` (see [`Db::connect`]).
+    pub async fn connect_with(url: &str, options: &DbOptions) -> Result<Self, sqlx::Error> {
         let acquire_timeout = Duration::from_secs(5);
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let connect = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(options.lock_timeout)
                 .foreign_keys(true);
-            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
             let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections.max(1))
+                .max_connections(options.max_connections.max(1))
                 .acquire_timeout(acquire_timeout)
-                .connect_with(options)
+                .connect_with(connect)
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             create_postgres_database(url).await?;
+            // Startup parameters: every connection has them from its first statement on, whatever
+            // the server's or the database's defaults (`ALTER DATABASE … SET …`) say.
+            let connect = PgConnectOptions::from_str(url)?.options([
+                ("default_transaction_isolation", "read committed".to_owned()),
+                ("lock_timeout", pg_ms(options.lock_timeout)),
+                ("statement_timeout", pg_ms(options.statement_timeout)),
+                ("idle_in_transaction_session_timeout", pg_ms(options.idle_in_transaction_timeout)),
+            ]);
             let pool = PgPoolOptions::new()
-                .max_connections(max_connections.max(1))
+                .max_connections(options.max_connections.max(1))
                 .acquire_timeout(acquire_timeout)
-                .connect(url)
+                .connect_with(connect)
                 .await?;
             Ok(Self::Postgres(pool))
         } else {
@@ -90,11 +150,19 @@ impl Db {
         }
     }
 
-    /// Applies the migrations for this backend.
+    /// Applies the migrations for this backend. On PostgreSQL they run on one connection without the
+    /// lock and statement timeouts, which are meant for requests, not for schema changes.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), MigrateError> {
         match self {
             Self::Sqlite(pool) => migrations.sqlite.run(pool).await,
-            Self::Postgres(pool) => migrations.postgres.run(pool).await,
+            Self::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await?;
+                let ran = migrations.postgres.run(&mut *conn).await;
+                // Back to the connection's startup values.
+                sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await?;
+                ran
+            }
         }
     }
 
@@ -147,9 +215,14 @@ pub trait SqlPool {
     fn dialect(&self) -> Dialect;
 
     /// Starts a transaction that will write. SQLite: `BEGIN IMMEDIATE`, taking the database's
-    /// write lock up front (waiting up to the 5 s busy timeout), because a deferred transaction
-    /// that reads and then writes can fail with `SQLITE_BUSY` at the upgrade, which the busy
-    /// timeout does not cover. PostgreSQL: a plain `BEGIN` (`READ COMMITTED`).
+    /// write lock up front (waiting up to the busy timeout, [`DbOptions::lock_timeout`]), because a
+    /// deferred transaction that reads and then writes can fail with `SQLITE_BUSY` at the upgrade,
+    /// which the busy timeout does not cover. PostgreSQL: `BEGIN ISOLATION LEVEL READ COMMITTED`,
+    /// stated rather than left to the server's `default_transaction_isolation`: the stores'
+    /// conditional `UPDATE … WHERE` re-check their condition after waiting for a row lock, which
+    /// `REPEATABLE READ` would turn into serialization failures.
+    ///
+    /// Run the transaction inside [`Retry::run`] so that losing to a concurrent one is retried.
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
@@ -179,7 +252,7 @@ impl SqlPool for PgPool {
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
-        self.begin()
+        self.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
     }
 }
 
@@ -187,7 +260,9 @@ impl SqlPool for PgPool {
 /// implements one store trait for both from a single body, so each query is written once. In the
 /// body, `self.pool` is the backend's pool (a [`SqlitePool`] or a [`PgPool`]); with [`SqlPool`] in
 /// scope, `self.pool.dialect()` gives the words that differ and `self.pool.begin_write()` starts a
-/// write transaction the right way for the database.
+/// write transaction the right way for the database; `self.retry` ([`Retry`]) runs a transaction
+/// again when it lost to a concurrent one:
+/// `self.retry.run(|| async move { let mut tx = self.pool.begin_write().await?; …; tx.commit().await?; Ok(…) })`.
 ///
 /// ```ignore
 /// use kit::db::SqlPool as _;
@@ -221,12 +296,25 @@ macro_rules! sql_store {
         #[derive(Clone, Debug)]
         pub struct $name {
             pool: $pool,
+            retry: $crate::db::Retry,
         }
 
         impl $name {
-            /// A store on `pool` (migrated).
-            pub const fn new(pool: $pool) -> Self {
-                Self { pool }
+            /// A store on `pool` (migrated), retrying busy transactions with [`Retry::default`]($crate::db::Retry).
+            pub fn new(pool: $pool) -> Self {
+                Self { pool, retry: $crate::db::Retry::default() }
+            }
+
+            /// The same store retrying busy transactions with `retry`.
+            #[must_use]
+            pub const fn with_retry(mut self, retry: $crate::db::Retry) -> Self {
+                self.retry = retry;
+                self
+            }
+
+            /// How this store retries a busy transaction.
+            pub const fn retry(&self) -> &$crate::db::Retry {
+                &self.retry
             }
         }
 
@@ -254,6 +342,11 @@ pub fn temp_sqlite_url(label: &str) -> String {
 pub enum StoreError {
     /// A unique constraint was violated (becomes 409); the text says which value.
     Conflict(String),
+    /// The database is contended: a serialization failure (`40001`), a deadlock (`40P01`), a lock
+    /// or statement timeout (`55P03`, `57014`), `SQLITE_BUSY`/`SQLITE_LOCKED`, or no free pooled
+    /// connection in time. [`Retry::run`] retries it; what is left becomes 503 with `Retry-After`
+    /// (the cause is logged, never sent).
+    Busy(sqlx::Error),
     /// Any other database failure (becomes 500; the cause is logged, never sent).
     Database(sqlx::Error),
 }
@@ -262,6 +355,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Conflict(what) => write!(f, "conflict: {what}"),
+            Self::Busy(err) => write!(f, "database busy: {err}"),
             Self::Database(err) => write!(f, "database error: {err}"),
         }
     }
@@ -271,20 +365,123 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Conflict(_) => None,
-            Self::Database(err) => Some(err),
+            Self::Busy(err) | Self::Database(err) => Some(err),
         }
     }
 }
 
+/// PostgreSQL SQLSTATEs of contention: serialization failure, deadlock, lock not available (the
+/// lock timeout), query canceled (the statement timeout).
+const PG_BUSY_STATES: [&str; 4] = ["40001", "40P01", "55P03", "57014"];
+/// SQLite primary result codes of contention: `SQLITE_BUSY`, `SQLITE_LOCKED` (extended codes carry
+/// them in their low byte, e.g. `SQLITE_BUSY_SNAPSHOT` = 517).
+const SQLITE_BUSY_CODES: [i64; 2] = [5, 6];
+
+/// Whether `err` means the database is contended rather than broken (see [`StoreError::Busy`]).
+pub fn is_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else { return false };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.parse::<i64>().is_ok_and(|code| SQLITE_BUSY_CODES.contains(&(code & 0xff)))
+            } else {
+                PG_BUSY_STATES.contains(&code.as_ref())
+            }
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
-    /// Unique violations become [`StoreError::Conflict`] naming the constraint; the rest
-    /// [`StoreError::Database`].
+    /// Unique violations become [`StoreError::Conflict`] naming the constraint; contention
+    /// ([`is_busy`]) [`StoreError::Busy`]; the rest [`StoreError::Database`].
     fn from(err: sqlx::Error) -> Self {
         match err.as_database_error() {
             Some(db) if db.is_unique_violation() => Self::Conflict(
                 db.constraint().map_or_else(|| "a unique value is taken".to_owned(), str::to_owned),
             ),
+            _ if is_busy(&err) => Self::Busy(err),
             _ => Self::Database(err),
+        }
+    }
+}
+
+/// How a store runs a transaction again after it lost to a concurrent one ([`StoreError::Busy`]):
+/// at most `max_attempts` attempts in all, a jittered exponential backoff between them, and no new
+/// attempt once `budget` has passed since the first began (an attempt that already waited out the
+/// lock timeout is not worth repeating: the client gets its 503 within about that timeout).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retry {
+    /// Attempts in all (1: no retry). Default 3.
+    pub max_attempts: u32,
+    /// The backoff between attempts. Default 10 ms doubling up to 200 ms, equal jitter (half fixed,
+    /// half random).
+    pub backoff: Backoff,
+    /// No attempt starts after this much time since the first. Default 2 s, the default lock
+    /// timeout ([`Retry::for_options`] uses the configured one).
+    pub budget: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self::for_options(&DbOptions::DEFAULT)
+    }
+}
+
+impl Retry {
+    /// The default policy with `options`' lock timeout as the budget.
+    pub fn for_options(options: &DbOptions) -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(10))
+                .cap(Duration::from_millis(200))
+                .jitter(Jitter::Equal),
+            budget: options.lock_timeout,
+        }
+    }
+
+    /// Runs `attempt` (which opens, uses and commits one transaction; dropping it rolls back) until
+    /// it succeeds, fails with anything but [`StoreError::Busy`], or the policy is spent; then the
+    /// last result. Each attempt starts from scratch, so nothing of a failed one is kept.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use kit::db::{Retry, StoreError};
+    ///
+    /// let mut calls = 0;
+    /// let result: Result<u32, StoreError> = Retry::default()
+    ///     .run(|| {
+    ///         calls += 1;
+    ///         let busy = calls < 3;
+    ///         async move { if busy { Err(StoreError::Busy(sqlx::Error::PoolTimedOut)) } else { Ok(7) } }
+    ///     })
+    ///     .await;
+    /// assert_eq!((result.unwrap(), calls), (7, 3));
+    /// # }
+    /// ```
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut previous = Duration::ZERO;
+        let mut attempts = 1;
+        loop {
+            match attempt().await {
+                Err(StoreError::Busy(err))
+                    if attempts < self.max_attempts && start.elapsed() < self.budget =>
+                {
+                    let delay = self.backoff.delay(attempts, previous);
+                    tracing::debug!(error = %err, attempt = attempts, ?delay, "database busy; retrying");
+                    previous = delay;
+                    attempts += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
         }
     }
 }

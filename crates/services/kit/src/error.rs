@@ -208,6 +208,14 @@ impl From<crate::db::StoreError> for ApiError {
     fn from(err: crate::db::StoreError) -> Self {
         match err {
             crate::db::StoreError::Conflict(what) => Self::conflict(what),
+            crate::db::StoreError::Busy(err) => {
+                // Retried already (`Retry::run`): tell the client to come back, not that we broke.
+                tracing::warn!(error = %err, "database busy");
+                Self::unavailable(
+                    std::time::Duration::from_secs(1),
+                    "the data is being changed concurrently; try again shortly",
+                )
+            }
             crate::db::StoreError::Database(err) => Self::internal(err),
         }
     }

@@ -11,7 +11,8 @@
 //! | query string that does not parse | 400, with the parameter's name |
 //!
 //! [`ClientIp`] gives the client's address (for per-address rate limits; see [`crate::client_ip`])
-//! and [`IfNoneMatch`] the `If-None-Match` header; neither rejects.
+//! and [`IfNoneMatch`] the `If-None-Match` header; [`Preconditions`] the `If-Match` and
+//! `If-None-Match` of a write (RFC 9110 §13). None of them rejects.
 
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -195,6 +196,82 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(parts.headers.get_all(header::IF_NONE_MATCH).iter().cloned().collect()))
+    }
+}
+
+/// The preconditions of a write: `If-Match` (strong comparison) and `If-None-Match` (weak), as
+/// RFC 9110 §13.2.2 evaluates them for a state-changing method. The handler (or its store, inside
+/// the transaction that writes) checks them against the resource's current `ETag` with
+/// [`Preconditions::hold`]: `false` is a 412. [`Preconditions::is_empty`] tells a blind write
+/// (what a 428 refuses, RFC 6585 §3).
+///
+/// ```
+/// use kit::extract::Preconditions;
+///
+/// let update = Preconditions::new(Some("\"3\""), None);
+/// assert!(update.hold(Some("\"3\"")) && !update.hold(Some("\"4\"")) && !update.hold(None));
+/// let create = Preconditions::new(None, Some("*"));
+/// assert!(create.hold(None) && !create.hold(Some("\"1\"")));
+/// assert!(Preconditions::default().is_empty() && Preconditions::default().hold(Some("\"1\"")));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+}
+
+/// Whether the comma-separated entity tags `list` (or `*`) name `current`; `weak` allows `W/`.
+fn lists(list: &str, current: &str, weak: bool) -> bool {
+    list.split(',').map(str::trim).any(|candidate| {
+        if candidate == "*" {
+            return true;
+        }
+        match candidate.strip_prefix("W/") {
+            Some(tag) => weak && tag == current.strip_prefix("W/").unwrap_or(current),
+            None => candidate == current,
+        }
+    })
+}
+
+impl Preconditions {
+    /// From the two headers' values (several header lines joined with `,`).
+    pub fn new(if_match: Option<&str>, if_none_match: Option<&str>) -> Self {
+        Self { if_match: if_match.map(str::to_owned), if_none_match: if_none_match.map(str::to_owned) }
+    }
+
+    /// Neither header was sent.
+    pub const fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// Whether they hold for a resource whose current strong `ETag` is `current` (`None`: it does
+    /// not exist). `If-Match: *` needs the resource to exist, `If-None-Match: *` needs it absent.
+    pub fn hold(&self, current: Option<&str>) -> bool {
+        let if_match = self.if_match.as_deref().is_none_or(|list| {
+            current.is_some_and(|etag| !etag.starts_with("W/") && lists(list, etag, false))
+        });
+        let if_none_match = self
+            .if_none_match
+            .as_deref()
+            .is_none_or(|list| current.is_none_or(|etag| !lists(list, etag, true)));
+        if_match && if_none_match
+    }
+}
+
+fn joined(parts: &Parts, name: &header::HeaderName) -> Option<String> {
+    let values: Vec<&str> =
+        parts.headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Preconditions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            if_match: joined(parts, &header::IF_MATCH),
+            if_none_match: joined(parts, &header::IF_NONE_MATCH),
+        })
     }
 }
 
@@ -396,6 +473,29 @@ mod tests {
         assert!(!absent.matches("\"a\""));
         let star = super::IfNoneMatch(vec![http::HeaderValue::from_static("*")]);
         assert!(star.matches("\"anything\""));
+    }
+
+    #[tokio::test]
+    async fn preconditions_compare_if_match_strongly_and_if_none_match_weakly() {
+        use axum::extract::FromRequestParts;
+
+        let (mut parts, ()) = http::Request::put("/")
+            .header(http::header::IF_MATCH, "\"1\", W/\"2\"")
+            .header(http::header::IF_MATCH, "\"3\"")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let pre = super::Preconditions::from_request_parts(&mut parts, &()).await.unwrap();
+        assert!(!pre.is_empty());
+        assert!(pre.hold(Some("\"1\"")) && pre.hold(Some("\"3\"")));
+        assert!(!pre.hold(Some("\"2\"")), "a weak tag never matches If-Match");
+        assert!(!pre.hold(None), "If-Match needs the resource");
+        let star = super::Preconditions::new(Some("*"), None);
+        assert!(star.hold(Some("\"9\"")) && !star.hold(None));
+        let not_this = super::Preconditions::new(None, Some("W/\"5\""));
+        assert!(!not_this.hold(Some("\"5\"")) && not_this.hold(Some("\"6\"")) && not_this.hold(None));
+        let (mut parts, ()) = http::Request::put("/").body(()).unwrap().into_parts();
+        assert!(super::Preconditions::from_request_parts(&mut parts, &()).await.unwrap().is_empty());
     }
 
     /// The status, `Content-Type` and body of `GET uri` on `router`.

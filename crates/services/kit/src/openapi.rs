@@ -4,7 +4,8 @@
 //!
 //! [`document`] also gives every operation under `/v1` the answers the server stack
 //! ([`crate::server`]) can give on any route, so no route lists them: `500` (a handler or
-//! extractor failed), `503` with `Retry-After` (the load shedder refused it) and `504` (the timeout
+//! extractor failed), `503` with `Retry-After` (the load shedder refused it, or the database stayed
+//! contended: [`crate::db::StoreError::Busy`]) and `504` (the timeout
 //! or the caller's deadline ran out), each a reference to a shared response component
 //! ([`STACK_ERRORS`]) whose body is a [`Problem`]. An operation that documents one of these
 //! statuses itself keeps its own.
@@ -105,7 +106,9 @@ fn add_stack_errors(doc: &mut OpenApi) {
         .content(crate::error::PROBLEM_JSON, problem());
     let overloaded = ResponseBuilder::new()
         .description(
-            "Overloaded: the server is at its limit of requests in flight; retry after `Retry-After`",
+            "Overloaded: the server is at its limit of requests in flight, or the data is contended (a row \
+             stayed locked past the database's lock timeout, or the transaction kept losing to concurrent \
+             ones, retried already); nothing was changed. Retry after `Retry-After`",
         )
         .header(
             "Retry-After",

@@ -90,7 +90,7 @@ impl Service {
     /// Connects to the configured database and applies the migrations.
     pub async fn connect(&self, settings: &Settings) -> Result<(ServiceConfig, Db), BoxError> {
         let config = settings.service(self.name, self.default_port)?;
-        let db = Db::connect(config.database_url.expose(), config.db_max_connections)
+        let db = Db::connect_with(config.database_url.expose(), &config.db_options())
             .await
             .map_err(|e| format!("{}: cannot open the database: {e}", self.name))?;
         db.migrate(self.migrations).await.map_err(|e| format!("{}: migrations failed: {e}", self.name))?;

@@ -31,3 +31,167 @@ async fn connect_creates_a_missing_postgres_database() {
     // A second start finds it and connects as usual.
     Db::connect(&url, 1).await.expect("connects again").close().await;
 }
+
+#[tokio::test]
+async fn sqlite_busy_is_retried_and_what_stays_busy_is_503() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use kit::db::{DbOptions, Retry, SqlPool as _, StoreError};
+
+    let options =
+        DbOptions { max_connections: 2, lock_timeout: Duration::from_millis(100), ..DbOptions::DEFAULT };
+    let Db::Sqlite(pool) = Db::connect_with(&kit::db::temp_sqlite_url("kit-busy"), &options).await.unwrap()
+    else {
+        unreachable!()
+    };
+    let holder = Arc::new(Mutex::new(Some(pool.begin_write().await.unwrap())));
+    let retry = Retry { budget: Duration::from_secs(5), ..Retry::for_options(&options) };
+
+    // Locked for good: three attempts, each waiting out the busy timeout, then `Busy`, then 503.
+    let mut attempts = 0;
+    let started = std::time::Instant::now();
+    let result = retry
+        .run(|| {
+            attempts += 1;
+            let pool = pool.clone();
+            async move { pool.begin_write().await.map(drop).map_err(StoreError::from) }
+        })
+        .await;
+    assert_eq!(attempts, 3);
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    let err = result.unwrap_err();
+    assert!(matches!(err, StoreError::Busy(_)), "{err}");
+    let api = kit::error::ApiError::from(err);
+    assert_eq!(api.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    let res = axum::response::IntoResponse::into_response(api);
+    assert_eq!(res.headers()[http::header::RETRY_AFTER], "1");
+
+    // Released after the first failure: the second attempt gets through.
+    let mut attempts = 0;
+    let result = retry
+        .run(|| {
+            attempts += 1;
+            let (pool, holder) = (pool.clone(), holder.clone());
+            async move {
+                let tx = pool.begin_write().await;
+                if tx.is_err() {
+                    drop(holder.lock().unwrap().take());
+                }
+                tx?.commit().await?;
+                Ok(())
+            }
+        })
+        .await;
+    result.unwrap();
+    assert_eq!(attempts, 2);
+
+    // Not contention: never retried.
+    let mut attempts = 0;
+    let result: Result<(), _> = retry
+        .run(|| {
+            attempts += 1;
+            async { Err(StoreError::Database(sqlx::Error::RowNotFound)) }
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::Database(_))));
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_attempts_that_already_waited_long() {
+    use std::time::Duration;
+
+    use kit::db::{Retry, StoreError};
+
+    let retry = Retry { budget: Duration::from_millis(50), ..Retry::default() };
+    let mut attempts = 0;
+    let result: Result<(), _> = retry
+        .run(|| {
+            attempts += 1;
+            async {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                Err(StoreError::Busy(sqlx::Error::PoolTimedOut))
+            }
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::Busy(_))));
+    assert_eq!(attempts, 1, "an attempt that outlasted the budget is not repeated");
+}
+
+#[tokio::test]
+async fn postgres_connections_set_timeouts_and_transactions_state_read_committed() {
+    use kit::db::{DbOptions, SqlPool as _};
+
+    let Some(Ok(url)) = kit::db::temp_postgres_url().await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not a postgres URL");
+        return;
+    };
+    // A server (here: a database) whose default is stricter than what the stores rely on.
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+
+    let plain = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut tx = plain.begin().await.unwrap();
+    let level: String = sqlx::query_scalar("SHOW transaction_isolation").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(level, "repeatable read", "the database's default applies to a plain BEGIN");
+    drop(tx);
+    plain.close().await;
+
+    let Db::Postgres(pool) = Db::connect_with(&url, &DbOptions::DEFAULT).await.unwrap() else {
+        unreachable!()
+    };
+    let mut tx = pool.begin_write().await.unwrap();
+    let level: String = sqlx::query_scalar("SHOW transaction_isolation").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(level, "read committed");
+    for (setting, expected) in
+        [("lock_timeout", "2s"), ("statement_timeout", "5s"), ("idle_in_transaction_session_timeout", "10s")]
+    {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn postgres_lock_timeouts_are_busy() {
+    use std::time::Duration;
+
+    use kit::db::{DbOptions, SqlPool as _, StoreError};
+
+    let Some(Ok(url)) = kit::db::temp_postgres_url().await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not a postgres URL");
+        return;
+    };
+    let options =
+        DbOptions { max_connections: 2, lock_timeout: Duration::from_millis(200), ..DbOptions::DEFAULT };
+    let Db::Postgres(pool) = Db::connect_with(&url, &options).await.unwrap() else { unreachable!() };
+    sqlx::raw_sql("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut holder = pool.begin_write().await.unwrap();
+    sqlx::query("SELECT id FROM t WHERE id = 1 FOR UPDATE").execute(&mut *holder).await.unwrap();
+    let started = std::time::Instant::now();
+    let update = sqlx::query("UPDATE t SET id = 2 WHERE id = 1").execute(&pool);
+    let err = tokio::time::timeout(Duration::from_secs(5), update)
+        .await
+        .expect("the lock timeout ends the wait")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(err.as_database_error().and_then(sqlx::error::DatabaseError::code).as_deref(), Some("55P03"));
+    assert!(matches!(StoreError::from(err), StoreError::Busy(_)));
+    holder.rollback().await.unwrap();
+    pool.close().await;
+}

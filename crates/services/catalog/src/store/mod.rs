@@ -91,6 +91,6 @@ fn like_pattern(q: &str) -> String {
 fn on_conflict(err: sqlx::Error, sku: &str) -> StoreError {
     match StoreError::from(err) {
         StoreError::Conflict(_) => StoreError::Conflict(format!("a product with SKU {sku} already exists")),
-        other @ StoreError::Database(_) => other,
+        other @ (StoreError::Busy(_) | StoreError::Database(_)) => other,
     }
 }

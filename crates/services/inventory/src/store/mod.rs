@@ -5,10 +5,17 @@
 //! prevents overselling exists once. What differs (from [`kit::db::SqlPool`]):
 //!
 //! - SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the database's write lock up
-//!   front (waiting up to the kit's 5 s busy timeout). A deferred transaction that reads and then
+//!   front (waiting up to the busy timeout, the kit's `db_lock_timeout_ms`). A deferred transaction that reads and then
 //!   writes can fail with `SQLITE_BUSY` at the upgrade, which the busy timeout does not cover.
 //! - PostgreSQL: `READ COMMITTED`; a reservation row is locked with `SELECT … FOR UPDATE` before its
 //!   status changes; conditional `UPDATE`s re-check their `WHERE` after waiting for a row lock.
+//!
+//! Every write runs in one transaction inside the store's [`kit::db::Retry`]: losing to a
+//! concurrent transaction (serialization failure, deadlock, lock timeout, `SQLITE_BUSY`) runs it
+//! again from scratch, and what is still busy is a [`StoreError::Busy`] (503). `set_stock` and
+//! `adjust_stock` read the row `FOR UPDATE` first, check the caller's preconditions against its
+//! version there, and write the row and its ledger entry (`stock_ledger`) in the same transaction;
+//! so does a commit, one ledger row per line. Every change of a stock row bumps its `version`.
 //!
 //! Overselling is prevented by `UPDATE stock SET reserved = reserved + q WHERE sku = ? AND
 //! on_hand - reserved >= q` and its `rows_affected`, inside one transaction per reservation, plus
@@ -21,11 +28,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use kit::db::{Db, StoreError};
+use kit::db::{Db, Retry, StoreError};
+use kit::extract::Preconditions;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::model::{Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
+use crate::model::{
+    LedgerEntry, LedgerReason, Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock,
+};
 
 pub use self::sql::{PgStore, SqliteStore};
 
@@ -81,6 +91,17 @@ pub enum Transition {
     NotFound,
 }
 
+/// What a conditional write of a stock row did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StockWrite {
+    /// Written: the row now (`true` when it was created).
+    Done(Stock, bool),
+    /// The SKU has no stock row (adjustments only; nothing written).
+    NotFound,
+    /// The preconditions do not hold for the row as it is (shown; `None`: absent). Nothing written.
+    PreconditionFailed(Option<Stock>),
+}
+
 /// A requested status change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -108,22 +129,37 @@ impl Action {
 pub trait Store: Send + Sync + 'static {
     /// The stock of `sku`.
     fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>>;
-    /// Sets `on_hand` (creating the row when absent: `true`). [`StoreError::Conflict`] when that
-    /// is less than what is reserved.
+    /// Sets `on_hand` (creating the row when absent) if `pre` holds for the row's current `ETag`
+    /// (empty preconditions always hold: refusing blind writes is the API's choice, 428), with a
+    /// ledger entry by `actor`. [`StoreError::Conflict`] when that is less than what is
+    /// reserved.
     fn set_stock<'a>(
         &'a self,
         sku: &'a str,
         on_hand: i64,
+        pre: &'a Preconditions,
+        actor: &'a str,
         now: OffsetDateTime,
-    ) -> BoxFuture<'a, StoreResult<(Stock, bool)>>;
-    /// Adds `delta` to `on_hand`; `None` when the SKU has no stock row. [`StoreError::Conflict`]
-    /// when the result would be below what is reserved or above [`crate::model::MAX_ON_HAND`].
+    ) -> BoxFuture<'a, StoreResult<StockWrite>>;
+    /// Adds `delta` to `on_hand` if `pre` holds, with a ledger entry by `actor`.
+    /// [`StoreError::Conflict`] when the result would be below what is reserved or above
+    /// [`crate::model::MAX_ON_HAND`].
     fn adjust_stock<'a>(
         &'a self,
         sku: &'a str,
         delta: i64,
+        pre: &'a Preconditions,
+        actor: &'a str,
         now: OffsetDateTime,
-    ) -> BoxFuture<'a, StoreResult<Option<Stock>>>;
+    ) -> BoxFuture<'a, StoreResult<StockWrite>>;
+    /// Up to `limit` ledger entries of `sku` from `offset`, oldest first; `None` when the SKU has
+    /// no stock row.
+    fn ledger<'a>(
+        &'a self,
+        sku: &'a str,
+        limit: u32,
+        offset: u64,
+    ) -> BoxFuture<'a, StoreResult<Option<Vec<LedgerEntry>>>>;
     /// Reserves every line of a validated `request` or none, idempotently per `order_id`; the
     /// reservation expires `ttl` after `now`.
     fn reserve<'a>(
@@ -134,24 +170,72 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<ReserveOutcome>>;
     /// The reservation `id`; one past its deadline is expired first (its stock given back).
     fn reservation(&self, id: Uuid, now: OffsetDateTime) -> BoxFuture<'_, StoreResult<Option<Reservation>>>;
-    /// Commits, releases or expires reservation `id` (see [`Transition`]). A pending reservation
-    /// past its deadline expires instead of committing.
-    fn transition(
-        &self,
+    /// Commits, releases or expires reservation `id` (see [`Transition`]) on behalf of `actor`
+    /// (named in the ledger entries of a commit). A pending reservation past its deadline expires
+    /// instead of committing.
+    fn transition<'a>(
+        &'a self,
         id: Uuid,
         action: Action,
+        actor: &'a str,
         now: OffsetDateTime,
-    ) -> BoxFuture<'_, StoreResult<Transition>>;
+    ) -> BoxFuture<'a, StoreResult<Transition>>;
     /// Expires up to `limit` pending reservations whose deadline is at or before `now`, giving
     /// their stock back; returns how many.
     fn expire_due(&self, now: OffsetDateTime, limit: u32) -> BoxFuture<'_, StoreResult<u64>>;
 }
 
-/// The store for `db`.
+/// The store for `db`, retrying with [`Retry::default`].
 pub fn for_db(db: &Db) -> Arc<dyn Store> {
+    with_retry(db, Retry::default())
+}
+
+/// The store for `db`, retrying busy transactions with `retry`.
+pub fn with_retry(db: &Db, retry: Retry) -> Arc<dyn Store> {
     match db {
-        Db::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
-        Db::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
+        Db::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone()).with_retry(retry)),
+        Db::Postgres(pool) => Arc::new(PgStore::new(pool.clone()).with_retry(retry)),
+    }
+}
+
+/// The actor of changes the service makes by itself (the expiry of reservations).
+pub const SYSTEM_ACTOR: &str = "system:expiry";
+
+/// A row of `stock`.
+type StockRow = (String, i64, i64, i64);
+
+const STOCK_COLUMNS: &str = "sku, on_hand, reserved, version";
+
+fn stock_of((sku, on_hand, reserved, version): StockRow) -> Stock {
+    Stock::new(sku, on_hand, reserved, version)
+}
+
+/// A row of `stock_ledger`.
+#[derive(sqlx::FromRow)]
+struct LedgerRow {
+    sku: String,
+    delta: i64,
+    on_hand_after: i64,
+    reason: String,
+    actor: String,
+    reservation_id: Option<Uuid>,
+    at: i64,
+}
+
+impl LedgerRow {
+    fn into_entry(self) -> StoreResult<LedgerEntry> {
+        let reason = LedgerReason::parse(&self.reason).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Decode(format!("unknown ledger reason {}", self.reason).into()))
+        })?;
+        Ok(LedgerEntry {
+            sku: self.sku,
+            delta: self.delta,
+            on_hand_after: self.on_hand_after,
+            reason,
+            actor: self.actor,
+            reservation_id: self.reservation_id,
+            at: from_ms(self.at),
+        })
     }
 }
 

@@ -2,20 +2,26 @@
 //! implementation, written once and generated for both pools by [`kit::sql_store!`], so the
 //! transaction logic that prevents overselling exists once. What differs comes from the pool
 //! ([`kit::db::SqlPool`]): how a write transaction starts (`begin_write`) and the row-lock suffix of
-//! a `SELECT` (`dialect().row_lock`); see the [module docs](super).
+//! a `SELECT` (`dialect().row_lock`); see the [module docs](super). Every write is one transaction
+//! run by the store's `retry` ([`kit::db::Retry::run`]).
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kit::db::{SqlPool as _, StoreError};
+use kit::extract::Preconditions;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Action, LineRef, RESERVATION_COLUMNS, ReservationRow, ReserveOutcome, Shortage, Store, StoreResult,
-    Transition, below_reserved, to_ms, ttl_ms,
+    Action, LedgerRow, LineRef, RESERVATION_COLUMNS, ReservationRow, ReserveOutcome, STOCK_COLUMNS,
+    SYSTEM_ACTOR, Shortage, StockRow, StockWrite, Store, StoreResult, Transition, below_reserved, stock_of,
+    to_ms, ttl_ms,
 };
-use crate::model::{MAX_ON_HAND, Reservation, ReservationLine, ReservationRequest, ReservationStatus, Stock};
+use crate::model::{
+    LedgerEntry, LedgerReason, MAX_ON_HAND, Reservation, ReservationLine, ReservationRequest,
+    ReservationStatus, Stock,
+};
 
 /// The lines of reservation `id`, in request order, read through `$executor` (the pool or a
 /// transaction of either backend); a macro so it is typed per backend like the store body.
@@ -31,6 +37,26 @@ macro_rules! lines {
     }};
 }
 
+/// Appends a ledger entry through `$tx`: `$delta` units, `$after` on hand, `$reason`, `$actor`,
+/// the committed reservation (`Option<Uuid>`), at `$now` (ms).
+macro_rules! ledger {
+    ($tx:expr, $sku:expr, $delta:expr, $after:expr, $reason:expr, $actor:expr, $reservation:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO stock_ledger (sku, delta, on_hand_after, reason, actor, reservation_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind($sku)
+        .bind($delta)
+        .bind($after)
+        .bind(LedgerReason::as_str($reason))
+        .bind($actor)
+        .bind($reservation)
+        .bind($now)
+        .execute($tx)
+        .await?
+    };
+}
+
 kit::sql_store! {
     /// Stock and reservations in SQLite.
     sqlite: SqliteStore,
@@ -39,12 +65,10 @@ kit::sql_store! {
     impl Store {
         fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
             Box::pin(async move {
-                let row: Option<(String, i64, i64)> =
-                    sqlx::query_as("SELECT sku, on_hand, reserved FROM stock WHERE sku = $1")
-                        .bind(sku)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.map(|(sku, on_hand, reserved)| Stock::new(sku, on_hand, reserved)))
+                let sql = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE sku = $1");
+                let row: Option<StockRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(sku).fetch_optional(&self.pool).await?;
+                Ok(row.map(stock_of))
             })
         }
 
@@ -52,85 +76,134 @@ kit::sql_store! {
             &'a self,
             sku: &'a str,
             on_hand: i64,
+            pre: &'a Preconditions,
+            actor: &'a str,
             now: OffsetDateTime,
-        ) -> BoxFuture<'a, StoreResult<(Stock, bool)>> {
-            Box::pin(async move {
+        ) -> BoxFuture<'a, StoreResult<StockWrite>> {
+            Box::pin(self.retry.run(move || async move {
                 let now = to_ms(now);
-                // Each statement is atomic on its own; the loop covers a row created or
-                // changed between them by a concurrent request.
-                for _ in 0..3 {
-                    let updated: Option<(String, i64, i64)> = sqlx::query_as(
-                        "UPDATE stock SET on_hand = $2, updated_at = $3 WHERE sku = $1 AND reserved <= $2 \
-                         RETURNING sku, on_hand, reserved",
-                    )
+                let lock = self.pool.dialect().row_lock;
+                let select = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE sku = $1{lock}");
+                let mut tx = self.pool.begin_write().await?;
+                let mut current: Option<StockRow> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
                     .bind(sku)
-                    .bind(on_hand)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    if let Some((sku, on_hand, reserved)) = updated {
-                        return Ok((Stock::new(sku, on_hand, reserved), false));
+                if current.is_none() {
+                    if !pre.hold(None) {
+                        return Ok(StockWrite::PreconditionFailed(None));
                     }
-                    let inserted: Option<(String, i64, i64)> = sqlx::query_as(
-                        "INSERT INTO stock (sku, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3) \
-                         ON CONFLICT (sku) DO NOTHING RETURNING sku, on_hand, reserved",
-                    )
-                    .bind(sku)
-                    .bind(on_hand)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some((sku, on_hand, reserved)) = inserted {
-                        return Ok((Stock::new(sku, on_hand, reserved), true));
-                    }
-                    let reserved: Option<i64> = sqlx::query_scalar("SELECT reserved FROM stock WHERE sku = $1")
+                    let sql = format!(
+                        "INSERT INTO stock (sku, on_hand, reserved, version, updated_at) VALUES ($1, $2, 0, 1, $3) \
+                         ON CONFLICT (sku) DO NOTHING RETURNING {STOCK_COLUMNS}"
+                    );
+                    let inserted: Option<StockRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .bind(sku)
-                        .fetch_optional(&self.pool)
+                        .bind(on_hand)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                    if let Some(reserved) = reserved.filter(|&r| r > on_hand) {
-                        return Err(below_reserved(sku, on_hand, reserved));
+                    if let Some(row) = inserted {
+                        ledger!(&mut *tx, sku, on_hand, on_hand, LedgerReason::Set, actor, None::<Uuid>, now);
+                        tx.commit().await?;
+                        return Ok(StockWrite::Done(stock_of(row), true));
                     }
+                    // Created by a concurrent request that committed meanwhile (PostgreSQL; the
+                    // INSERT waited for it): under READ COMMITTED this statement sees and locks it.
+                    current = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                        .bind(sku)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 }
-                Err(StoreError::Conflict(format!("SKU {sku} is being changed concurrently; try again")))
-            })
+                let Some(row) = current else {
+                    return Err(StoreError::Conflict(format!("SKU {sku} is being changed concurrently; try again")));
+                };
+                let before = stock_of(row);
+                if !pre.hold(Some(&before.etag())) {
+                    return Ok(StockWrite::PreconditionFailed(Some(before)));
+                }
+                if before.reserved > on_hand {
+                    return Err(below_reserved(sku, on_hand, before.reserved));
+                }
+                let sql = format!(
+                    "UPDATE stock SET on_hand = $2, version = version + 1, updated_at = $3 WHERE sku = $1 \
+                     RETURNING {STOCK_COLUMNS}"
+                );
+                let row: StockRow =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(sku).bind(on_hand).bind(now).fetch_one(&mut *tx).await?;
+                let delta = on_hand - before.on_hand;
+                ledger!(&mut *tx, sku, delta, on_hand, LedgerReason::Set, actor, None::<Uuid>, now);
+                tx.commit().await?;
+                Ok(StockWrite::Done(stock_of(row), false))
+            }))
         }
 
         fn adjust_stock<'a>(
             &'a self,
             sku: &'a str,
             delta: i64,
+            pre: &'a Preconditions,
+            actor: &'a str,
             now: OffsetDateTime,
-        ) -> BoxFuture<'a, StoreResult<Option<Stock>>> {
+        ) -> BoxFuture<'a, StoreResult<StockWrite>> {
+            Box::pin(self.retry.run(move || async move {
+                let now = to_ms(now);
+                let lock = self.pool.dialect().row_lock;
+                let select = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE sku = $1{lock}");
+                let mut tx = self.pool.begin_write().await?;
+                let current: Option<StockRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(sku).fetch_optional(&mut *tx).await?;
+                let Some(row) = current else { return Ok(StockWrite::NotFound) };
+                let before = stock_of(row);
+                if !pre.hold(Some(&before.etag())) {
+                    return Ok(StockWrite::PreconditionFailed(Some(before)));
+                }
+                let after = before.on_hand.saturating_add(delta);
+                if after < before.reserved || after > MAX_ON_HAND {
+                    return Err(StoreError::Conflict(format!(
+                        "adjusting SKU {sku} by {delta} would leave {after} on hand; it must stay between \
+                         {} (reserved) and {MAX_ON_HAND}",
+                        before.reserved
+                    )));
+                }
+                // Events: `stock.low` is written here (and in `reserve`), in this transaction,
+                // when the outbox lands (a later issue).
+                let sql = format!(
+                    "UPDATE stock SET on_hand = $2, version = version + 1, updated_at = $3 WHERE sku = $1 \
+                     RETURNING {STOCK_COLUMNS}"
+                );
+                let row: StockRow =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(sku).bind(after).bind(now).fetch_one(&mut *tx).await?;
+                ledger!(&mut *tx, sku, delta, after, LedgerReason::Adjustment, actor, None::<Uuid>, now);
+                tx.commit().await?;
+                Ok(StockWrite::Done(stock_of(row), false))
+            }))
+        }
+
+        fn ledger<'a>(
+            &'a self,
+            sku: &'a str,
+            limit: u32,
+            offset: u64,
+        ) -> BoxFuture<'a, StoreResult<Option<Vec<LedgerEntry>>>> {
             Box::pin(async move {
-                // Events: `stock.low` is written here (and in `reserve`), in this statement's
-                // transaction, when the outbox lands (a later issue).
-                let updated: Option<(String, i64, i64)> = sqlx::query_as(
-                    "UPDATE stock SET on_hand = on_hand + $2, updated_at = $3 \
-                     WHERE sku = $1 AND on_hand + $2 >= reserved AND on_hand + $2 <= $4 \
-                     RETURNING sku, on_hand, reserved",
+                let exists: Option<i64> = sqlx::query_scalar("SELECT on_hand FROM stock WHERE sku = $1")
+                    .bind(sku)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if exists.is_none() {
+                    return Ok(None);
+                }
+                let rows: Vec<LedgerRow> = sqlx::query_as(
+                    "SELECT sku, delta, on_hand_after, reason, actor, reservation_id, at FROM stock_ledger \
+                     WHERE sku = $1 ORDER BY seq LIMIT $2 OFFSET $3",
                 )
                 .bind(sku)
-                .bind(delta)
-                .bind(to_ms(now))
-                .bind(MAX_ON_HAND)
-                .fetch_optional(&self.pool)
+                .bind(i64::from(limit))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
                 .await?;
-                if let Some((sku, on_hand, reserved)) = updated {
-                    return Ok(Some(Stock::new(sku, on_hand, reserved)));
-                }
-                let current: Option<(i64, i64)> =
-                    sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE sku = $1")
-                        .bind(sku)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                match current {
-                    None => Ok(None),
-                    Some((on_hand, reserved)) => Err(StoreError::Conflict(format!(
-                        "adjusting SKU {sku} by {delta} would leave {} on hand; it must stay between \
-                         {reserved} (reserved) and {MAX_ON_HAND}",
-                        on_hand.saturating_add(delta)
-                    ))),
-                }
+                rows.into_iter().map(LedgerRow::into_entry).collect::<StoreResult<Vec<_>>>().map(Some)
             })
         }
 
@@ -140,7 +213,7 @@ kit::sql_store! {
             now: OffsetDateTime,
             ttl: Duration,
         ) -> BoxFuture<'a, StoreResult<ReserveOutcome>> {
-            Box::pin(async move {
+            Box::pin(self.retry.run(move || async move {
                 let now = to_ms(now);
                 let mut tx = self.pool.begin_write().await?;
                 // The header first: a concurrent request for the same order waits here (unique
@@ -175,7 +248,7 @@ kit::sql_store! {
                 let (mut unknown, mut short) = (Vec::new(), Vec::new());
                 for &(index, line) in &order {
                     let done = sqlx::query(
-                        "UPDATE stock SET reserved = reserved + $2, updated_at = $3 \
+                        "UPDATE stock SET reserved = reserved + $2, version = version + 1, updated_at = $3 \
                          WHERE sku = $1 AND on_hand - reserved >= $2",
                     )
                     .bind(&line.sku)
@@ -234,7 +307,7 @@ kit::sql_store! {
                     updated_at: now,
                 };
                 Ok(ReserveOutcome::Created(row.into_reservation(request.lines.clone())?))
-            })
+            }))
         }
 
         fn reservation(
@@ -248,7 +321,7 @@ kit::sql_store! {
                     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
                 let Some(row) = row else { return Ok(None) };
                 if row.status == ReservationStatus::Reserved.as_str() && row.expires_at <= to_ms(now) {
-                    return Ok(match self.transition(id, Action::Expire, now).await? {
+                    return Ok(match self.transition(id, Action::Expire, SYSTEM_ACTOR, now).await? {
                         Transition::Done(r) | Transition::AlreadyDone(r) | Transition::Refused(r) => Some(r),
                         Transition::NotFound => None,
                     });
@@ -258,13 +331,14 @@ kit::sql_store! {
             })
         }
 
-        fn transition(
-            &self,
+        fn transition<'a>(
+            &'a self,
             id: Uuid,
             action: Action,
+            actor: &'a str,
             now: OffsetDateTime,
-        ) -> BoxFuture<'_, StoreResult<Transition>> {
-            Box::pin(async move {
+        ) -> BoxFuture<'a, StoreResult<Transition>> {
+            Box::pin(self.retry.run(move || async move {
                 let now = to_ms(now);
                 let mut tx = self.pool.begin_write().await?;
                 let lock = self.pool.dialect().row_lock;
@@ -307,13 +381,29 @@ kit::sql_store! {
                 }
                 let mut sorted: Vec<&ReservationLine> = lines.iter().collect();
                 sorted.sort_by(|a, b| a.sku.cmp(&b.sku));
-                let sql = if target == ReservationStatus::Committed {
-                    "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
-                } else {
-                    "UPDATE stock SET reserved = reserved - $2, updated_at = $3 WHERE sku = $1"
-                };
                 for line in sorted {
-                    sqlx::query(sql).bind(&line.sku).bind(line.quantity).bind(now).execute(&mut *tx).await?;
+                    if target == ReservationStatus::Committed {
+                        let on_hand: i64 = sqlx::query_scalar(
+                            "UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2, \
+                             version = version + 1, updated_at = $3 WHERE sku = $1 RETURNING on_hand",
+                        )
+                        .bind(&line.sku)
+                        .bind(line.quantity)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        ledger!(&mut *tx, &line.sku, -line.quantity, on_hand, LedgerReason::Commit, actor, Some(id), now);
+                    } else {
+                        sqlx::query(
+                            "UPDATE stock SET reserved = reserved - $2, version = version + 1, updated_at = $3 \
+                             WHERE sku = $1",
+                        )
+                        .bind(&line.sku)
+                        .bind(line.quantity)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 tx.commit().await?;
                 target.as_str().clone_into(&mut row.status);
@@ -324,7 +414,7 @@ kit::sql_store! {
                 } else {
                     Transition::Refused(reservation)
                 })
-            })
+            }))
         }
 
         fn expire_due(&self, now: OffsetDateTime, limit: u32) -> BoxFuture<'_, StoreResult<u64>> {
@@ -339,7 +429,7 @@ kit::sql_store! {
                 .await?;
                 let mut expired = 0;
                 for id in due {
-                    if matches!(self.transition(id, Action::Expire, now).await?, Transition::Done(_)) {
+                    if matches!(self.transition(id, Action::Expire, SYSTEM_ACTOR, now).await?, Transition::Done(_)) {
                         expired += 1;
                     }
                 }

@@ -167,6 +167,6 @@ fn on_conflict(err: sqlx::Error) -> StoreError {
         StoreError::Conflict(_) => {
             StoreError::Conflict("an account with this email already exists".to_owned())
         }
-        other @ StoreError::Database(_) => other,
+        other @ (StoreError::Busy(_) | StoreError::Database(_)) => other,
     }
 }
