@@ -10,7 +10,7 @@
 //! | the row stayed locked past the lock timeout, or the transaction kept losing to concurrent ones | 503 with `Retry-After` |
 //! | reservation: a line asks for more than is available | 409 `insufficient-stock`, `errors` per line |
 //! | reservation: the `order_id` already has a reservation with other lines | 409 `order-id-taken` |
-//! | reservation: a line names a SKU without a stock row | 422, `errors` per line |
+//! | reservation: a line names a SKU without a stock row | 409 `unknown-sku`, `errors` per line |
 //! | commit of a released/expired reservation, release of a committed one | 409 `reservation-state` |
 
 use std::sync::Arc;
@@ -59,11 +59,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(adjust_stock))
         .routes(routes!(stock_ledger))
         .routes(routes!(reserve))
-        .routes(routes!(get_reservation, release))
+        .routes(routes!(get_reservation))
+        .routes(routes!(release))
         .routes(routes!(commit))
 }
 
 const INSUFFICIENT_STOCK: &str = "https://palisade.dev/problems/insufficient-stock";
+const UNKNOWN_SKU: &str = "https://palisade.dev/problems/unknown-sku";
 const ORDER_ID_TAKEN: &str = "https://palisade.dev/problems/order-id-taken";
 const RESERVATION_STATE: &str = "https://palisade.dev/problems/reservation-state";
 
@@ -302,11 +304,12 @@ async fn stock_ledger(
         AuthErrors,
         NotAdmin,
         (status = 409, description = "Insufficient stock (type `insufficient-stock`; `errors` names each short line \
-            and its SKU), or the order id already has a reservation with other lines (type `order-id-taken`)",
+            and its SKU), a line naming a SKU without stock (type `unknown-sku`), or the order id already has a \
+            reservation with other lines (type `order-id-taken`)",
             body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid fields, or lines naming SKUs without stock", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn reserve(
@@ -334,7 +337,11 @@ async fn reserve(
                     FieldError::new(format!("#/lines/{}/sku", l.index), format!("no stock for SKU {}", l.sku))
                 })
                 .collect();
-            Err(ApiError::validation(errors))
+            // The stock there is (none) does not allow it: a conflict with the server's state, as
+            // insufficient stock is, not a malformed request.
+            Err(ApiError::conflict("no stock for some SKUs; nothing was reserved")
+                .with_type(UNKNOWN_SKU, "No stock for SKU")
+                .with_errors(errors))
         }
         ReserveOutcome::Insufficient(short) => {
             let skus: Vec<&str> = short.iter().map(|s| s.line.sku.as_str()).collect();
@@ -424,7 +431,7 @@ async fn commit(
 ///
 /// Releasing a released or expired reservation returns it unchanged (200).
 #[utoipa::path(
-    delete, path = "/v1/reservations/{id}", tag = "reservations",
+    post, path = "/v1/reservations/{id}/release", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
     security(("bearer" = [])),
     responses(

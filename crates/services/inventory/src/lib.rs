@@ -9,7 +9,7 @@
 //! | `POST /v1/reservations` | admin | reserve every line for an order, or none; idempotent per `order_id` |
 //! | `GET /v1/reservations/{id}` | admin | one reservation |
 //! | `POST /v1/reservations/{id}/commit` | admin | reserved units leave `on_hand` for good |
-//! | `DELETE /v1/reservations/{id}` | admin | release: the units are available again (repeatable) |
+//! | `POST /v1/reservations/{id}/release` | admin | release: the units are available again (repeatable; the reservation stays readable) |
 //!
 //! Reservations are called by the orders service with an admin token: there is no separate
 //! `service` role yet (adding one to `kit::auth::Role` would break exhaustive matches elsewhere).
@@ -102,7 +102,9 @@ struct ApiDoc;
 /// The inventory's OpenAPI document.
 pub fn openapi() -> OpenApi {
     let (_, paths) = api::router().split_for_parts();
-    kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"))
+    let mut doc = kit::openapi::document(ApiDoc::openapi(), paths, env!("CARGO_PKG_VERSION"));
+    model::forbid_zero_delta(&mut doc);
+    doc
 }
 
 fn routes(context: Context) -> RoutesFuture {

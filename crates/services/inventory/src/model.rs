@@ -169,6 +169,18 @@ pub struct Adjustment {
     pub delta: i64,
 }
 
+/// "Non-zero", which utoipa cannot derive: `not: {const: 0}` on `Adjustment.delta`.
+pub fn forbid_zero_delta(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let adjustment = doc.components.as_mut().and_then(|c| c.schemas.get_mut("Adjustment"));
+    if let Some(RefOr::T(Schema::Object(adjustment))) = adjustment
+        && let Some(RefOr::T(Schema::Object(delta))) = adjustment.properties.get_mut("delta")
+    {
+        let not_zero = serde_json::json!({ "const": 0 });
+        delta.extensions.get_or_insert_with(Default::default).insert("not".to_owned(), not_zero);
+    }
+}
+
 impl Adjustment {
     /// Checks the fields.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {

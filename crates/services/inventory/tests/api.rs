@@ -25,6 +25,8 @@ fn settings(database_url: &str, extra: &[(&str, u64)]) -> Settings {
     let mut figment = Figment::new()
         .merge(("inventory.port", 0))
         .merge(("inventory.database_url", database_url))
+        // PostgreSQL runs too: migrate at start there as SQLite does by default.
+        .merge(("inventory.migrate_at_start", true))
         .merge(("jwt_secret", "test-secret-test-secret-test-secret"));
     for (key, value) in extra {
         figment = figment.merge((format!("inventory.{key}"), *value));
@@ -343,10 +345,11 @@ async fn reservations_reserve_commit_release() {
         json!([{ "pointer": "#/lines/1/quantity", "detail": "SKU B: requested 2, available 1" }])
     );
     assert_eq!(app.stock("A").await["reserved"], 3, "nothing reserved");
-    // Unknown SKU: 422 naming the line.
+    // Unknown SKU: 409 naming the line (no stock is a state, like too little).
     let (status, headers, body) =
         app.admin("POST", "/v1/reservations", Some(reservation("order-2", &[("A", 1), ("GHOST", 1)]))).await;
-    assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(body["type"], "https://palisade.dev/problems/unknown-sku");
     assert_eq!(body["errors"][0]["pointer"], "#/lines/1/sku");
 
     // Commit: units leave on-hand; again is harmless; release after commit is refused.
@@ -358,7 +361,7 @@ async fn reservations_reserve_commit_release() {
     assert_eq!(app.stock("B").await, json!({ "sku": "B", "on_hand": 1, "reserved": 0, "available": 1 }));
     let (status, _, _) = app.admin("POST", &format!("/v1/reservations/{id}/commit"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, headers, body) = app.admin("DELETE", &format!("/v1/reservations/{id}"), None).await;
+    let (status, headers, body) = app.admin("POST", &format!("/v1/reservations/{id}/release"), None).await;
     assert_problem(status, &headers, &body, StatusCode::CONFLICT);
     assert_eq!(body["type"], "https://palisade.dev/problems/reservation-state");
 
@@ -368,7 +371,7 @@ async fn reservations_reserve_commit_release() {
     let id = second["id"].as_str().unwrap();
     assert_eq!(app.stock("A").await["available"], 0);
     for _ in 0..2 {
-        let (status, _, released) = app.admin("DELETE", &format!("/v1/reservations/{id}"), None).await;
+        let (status, _, released) = app.admin("POST", &format!("/v1/reservations/{id}/release"), None).await;
         assert_eq!((status, &released["status"]), (StatusCode::OK, &json!("released")));
         assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 7, "reserved": 0, "available": 7 }));
     }
@@ -379,7 +382,7 @@ async fn reservations_reserve_commit_release() {
     for (method, uri) in [
         ("GET", format!("/v1/reservations/{unknown}")),
         ("POST", format!("/v1/reservations/{unknown}/commit")),
-        ("DELETE", format!("/v1/reservations/{unknown}")),
+        ("POST", format!("/v1/reservations/{unknown}/release")),
     ] {
         let (status, headers, body) = app.admin(method, &uri, None).await;
         assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
@@ -398,7 +401,7 @@ async fn bad_input_is_problem_json() {
         ("POST", "/v1/reservations".to_owned(), Some(reservation("o", &[("A", 1)]))),
         ("GET", format!("/v1/reservations/{id}"), None),
         ("POST", format!("/v1/reservations/{id}/commit"), None),
-        ("DELETE", format!("/v1/reservations/{id}"), None),
+        ("POST", format!("/v1/reservations/{id}/release"), None),
     ];
     for (method, uri, body) in &admin_routes {
         let (status, headers, problem) = app.call(method, uri, None, body.clone()).await;

@@ -15,6 +15,8 @@
 //! | `<service>.db_lock_timeout_ms` | `SHOP__CATALOG__DB_LOCK_TIMEOUT_MS` | `2000`: PostgreSQL `lock_timeout`, SQLite busy timeout; also the retry budget ([`crate::db::Retry`]) |
 //! | `<service>.db_statement_timeout_ms` | `SHOP__CATALOG__DB_STATEMENT_TIMEOUT_MS` | `5000`: PostgreSQL `statement_timeout` |
 //! | `<service>.db_idle_in_transaction_timeout_ms` | `SHOP__CATALOG__DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `10000`: PostgreSQL `idle_in_transaction_session_timeout` |
+//! | `<service>.db_create` | `SHOP__CATALOG__DB_CREATE` | `false`: PostgreSQL database created at start when missing (needs `CREATEDB`) |
+//! | `<service>.migrate_at_start` | `SHOP__CATALOG__MIGRATE_AT_START` | on for SQLite, off for PostgreSQL (`shop migrate` is the deploy step) |
 //! | `<service>.db_retry_attempts` | `SHOP__CATALOG__DB_RETRY_ATTEMPTS` | `3`: attempts of a transaction that lost to a concurrent one (then 503) |
 //! | `<service>.request_timeout_ms` | `SHOP__CATALOG__REQUEST_TIMEOUT_MS` | `10000` |
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
@@ -322,6 +324,11 @@ pub struct ServiceConfig {
     pub db_idle_in_transaction_timeout_ms: u64,
     /// Attempts of a transaction that loses to a concurrent one ([`crate::db::Retry`]).
     pub db_retry_attempts: u32,
+    /// PostgreSQL: create the database at start when missing (needs `CREATEDB`); default off.
+    pub db_create: bool,
+    /// Apply migrations at start (default: on for SQLite, off for PostgreSQL: run `shop migrate`).
+    #[serde(default)]
+    pub migrate_at_start: Option<bool>,
     /// The server's own timeout for one request.
     pub request_timeout_ms: u64,
     /// Requests in flight the `/v1` routes accept at once; more are answered 503 with `Retry-After`
@@ -366,6 +373,8 @@ impl ServiceConfig {
             db_statement_timeout_ms: 5_000,
             db_idle_in_transaction_timeout_ms: 10_000,
             db_retry_attempts: 3,
+            db_create: false,
+            migrate_at_start: None,
             request_timeout_ms: 10_000,
             max_in_flight: palisade::load_shed::DEFAULT_MAX_IN_FLIGHT,
             body_limit_bytes: 64 * 1024,
@@ -395,7 +404,14 @@ impl ServiceConfig {
             lock_timeout: Duration::from_millis(self.db_lock_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
             idle_in_transaction_timeout: Duration::from_millis(self.db_idle_in_transaction_timeout_ms),
+            create_database: self.db_create,
         }
+    }
+
+    /// Whether the service applies its migrations at start: `migrate_at_start` when set, else on for
+    /// SQLite (development) and off for PostgreSQL, where `shop migrate` is the deploy step.
+    pub fn migrates_at_start(&self) -> bool {
+        self.migrate_at_start.unwrap_or_else(|| self.database_url.expose().starts_with("sqlite:"))
     }
 
     /// How the stores retry a transaction that lost to a concurrent one.

@@ -44,6 +44,17 @@ pub struct Migrations {
     pub postgres: Migrator,
 }
 
+/// Where a database's schema stands against a binary's migrations ([`Db::schema`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schema {
+    /// Versions applied, in order.
+    pub applied: Vec<i64>,
+    /// This binary's versions the database lacks.
+    pub pending: Vec<i64>,
+    /// The database's versions this binary does not know (a newer release applied them).
+    pub unknown: Vec<i64>,
+}
+
 /// A connection pool to the service's database.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -81,6 +92,9 @@ pub struct DbOptions {
     /// PostgreSQL's `idle_in_transaction_session_timeout`: a session idle this long inside a
     /// transaction is ended, releasing its locks. Default 10 s.
     pub idle_in_transaction_timeout: Duration,
+    /// PostgreSQL: create the database when it is missing (needs `CREATEDB` and a connection to the
+    /// `postgres` maintenance database). Off by default: a deployment's role needs neither.
+    pub create_database: bool,
 }
 
 impl DbOptions {
@@ -90,6 +104,7 @@ impl DbOptions {
         lock_timeout: Duration::from_secs(2),
         statement_timeout: Duration::from_secs(5),
         idle_in_transaction_timeout: Duration::from_secs(10),
+        create_database: false,
     };
 }
 
@@ -106,7 +121,8 @@ fn pg_ms(duration: Duration) -> String {
 
 impl Db {
     /// Connects to `url` with at most `max_connections` and the default [`DbOptions`]. For a SQLite
-    /// file, its folder is created; a PostgreSQL database is created when missing.
+    /// file, its folder is created; a PostgreSQL database must exist (see
+    /// [`DbOptions::create_database`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         Self::connect_with(url, &DbOptions { max_connections, ..DbOptions::DEFAULT }).await
     }
@@ -130,7 +146,9 @@ impl Db {
                 .await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            create_postgres_database(url).await?;
+            if options.create_database {
+                create_postgres_database(url).await?;
+            }
             // Startup parameters: every connection has them from its first statement on, whatever
             // the server's or the database's defaults (`ALTER DATABASE … SET …`) say.
             let connect = PgConnectOptions::from_str(url)?.options([
@@ -164,6 +182,47 @@ impl Db {
                 ran
             }
         }
+    }
+
+    /// Where the schema stands against `migrations`: what this binary has that the database lacks
+    /// (`pending`), and what the database has that this binary does not know (`unknown`: a newer
+    /// release applied it).
+    pub async fn schema(&self, migrations: &Migrations) -> Result<Schema, sqlx::Error> {
+        let (known, applied): (Vec<i64>, Vec<i64>) = match self {
+            Self::Sqlite(pool) => {
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+                )
+                .fetch_one(pool)
+                .await?;
+                let applied = if exists {
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                        .fetch_all(pool)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                (migrations.sqlite.iter().map(|m| m.version).collect(), applied)
+            }
+            Self::Postgres(pool) => {
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(pool)
+                    .await?;
+                let applied = if exists {
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                        .fetch_all(pool)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                (migrations.postgres.iter().map(|m| m.version).collect(), applied)
+            }
+        };
+        Ok(Schema {
+            pending: known.iter().copied().filter(|v| !applied.contains(v)).collect(),
+            unknown: applied.iter().copied().filter(|v| !known.contains(v)).collect(),
+            applied,
+        })
     }
 
     /// `SELECT 1`.
@@ -504,7 +563,7 @@ pub async fn temp_postgres_url() -> Option<Result<String, sqlx::Error>> {
                 Some(q) => format!("{base}/{name}?{q}"),
                 None => format!("{base}/{name}"),
             };
-            // The same creation `Db::connect` does at start-up, done here so the URL names a database.
+            // Tests ask for the database; a deployment's start never creates one unless configured.
             create_postgres_database(&url).await?;
             Ok(url)
         }

@@ -87,19 +87,56 @@ impl App {
 }
 
 impl Service {
-    /// Connects to the configured database and applies the migrations.
-    pub async fn connect(&self, settings: &Settings) -> Result<(ServiceConfig, Db), BoxError> {
-        let config = settings.service(self.name, self.default_port)?;
+    /// Connects to the configured database and brings its schema where this binary needs it:
+    /// migrates when `migrate` (`shop migrate`) or the service migrates at start
+    /// ([`ServiceConfig::migrates_at_start`]), else refuses a database that lacks a migration. A
+    /// database with migrations this binary does not know (a rolled-back binary against a newer
+    /// schema) is used as it is, with a WARN naming them: migrations only add (docs/decisions/013).
+    pub async fn connect(&self, settings: &Settings, migrate: bool) -> Result<(ServiceConfig, Db), BoxError> {
+        let name = self.name;
+        let config = settings.service(name, self.default_port)?;
         let db = Db::connect_with(config.database_url.expose(), &config.db_options())
             .await
-            .map_err(|e| format!("{}: cannot open the database: {e}", self.name))?;
-        db.migrate(self.migrations).await.map_err(|e| format!("{}: migrations failed: {e}", self.name))?;
+            .map_err(|e| format!("{name}: cannot open the database: {e}"))?;
+        let schema =
+            db.schema(self.migrations).await.map_err(|e| format!("{name}: cannot read the schema: {e}"))?;
+        let newest =
+            |versions: &[i64]| versions.iter().max().map_or_else(|| "none".to_owned(), i64::to_string);
+        if !schema.unknown.is_empty() {
+            tracing::warn!(
+                service = name,
+                unknown = ?schema.unknown,
+                "the database has migrations this binary does not know (a newer release applied them): \
+                 using the schema as it is"
+            );
+            if !schema.pending.is_empty() {
+                return Err(format!(
+                    "{name}: the database's migrations {:?} are unknown to this binary and its {:?} are \
+                     missing from the database: the two histories diverged; refusing to start",
+                    schema.unknown, schema.pending
+                )
+                .into());
+            }
+        }
+        if !schema.pending.is_empty() {
+            if migrate || config.migrates_at_start() {
+                db.migrate(self.migrations).await.map_err(|e| format!("{name}: migrations failed: {e}"))?;
+            } else {
+                return Err(format!(
+                    "{name}: the database is at migration {} and this binary needs {:?}: run `shop migrate` \
+                     first (the deploy step), or set {name}.migrate_at_start: true",
+                    newest(&schema.applied),
+                    schema.pending
+                )
+                .into());
+            }
+        }
         Ok((config, db))
     }
 
     /// Builds the application: database, migrations, routes, layers.
     pub async fn app(&self, settings: &Settings) -> Result<App, BoxError> {
-        let (config, db) = self.connect(settings).await?;
+        let (config, db) = self.connect(settings, false).await?;
         let global = settings.global()?;
         global.check_jwt_secret(self.name, &config.host)?;
         let keys =
@@ -203,7 +240,7 @@ pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxEr
 /// Applies every service's migrations.
 pub async fn migrate(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
     for service in services {
-        let (_, db) = service.connect(settings).await?;
+        let (_, db) = service.connect(settings, true).await?;
         db.close().await;
         println!("{}: migrations applied", service.name);
     }

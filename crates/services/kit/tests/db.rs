@@ -14,7 +14,7 @@ async fn connect_creates_a_missing_sqlite_file_and_its_folder() {
 }
 
 #[tokio::test]
-async fn connect_creates_a_missing_postgres_database() {
+async fn connect_creates_a_missing_postgres_database_only_when_asked() {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
@@ -25,7 +25,10 @@ async fn connect_creates_a_missing_postgres_database() {
     }
     let server = admin.split('?').next().unwrap().rsplit_once('/').unwrap().0;
     let url = format!("{server}/shop_test_created_{}", uuid::Uuid::new_v4().simple());
-    let db = Db::connect(&url, 2).await.expect("creates the database and connects");
+    // By default nothing is created (a deployment's role needs no CREATEDB): the database is missing.
+    assert!(Db::connect(&url, 1).await.is_err(), "a missing database was created unasked");
+    let create = kit::db::DbOptions { create_database: true, ..kit::db::DbOptions::DEFAULT };
+    let db = Db::connect_with(&url, &create).await.expect("creates the database and connects");
     db.ping().await.expect("answers");
     db.close().await;
     // A second start finds it and connects as usual.
