@@ -38,7 +38,7 @@ pub const MAX_Q_CHARS: usize = 200;
 /// The list is the `iso_currency` crate's (bundled in the crate, taken from the ISO 4217 tables; no
 /// download at build time). Not accepted: codes it marks superseded (`HRK`, `SLL`, …) and the
 /// special codes without a minor unit or meaning as a price (gold `XAU`, the IMF's `XDR`, testing
-/// `XTS`, no currency `XXX`). Codes are case-sensitive: `eur` is not `EUR`.
+/// `XTS`, and the no-currency code). Codes are case-sensitive: `eur` is not `EUR`.
 pub fn is_active_currency(code: &str) -> bool {
     iso_currency::Currency::from_code(code).is_some_and(|currency| {
         currency.is_superseded().is_none() && !currency.is_special() && currency.exponent().is_some()
@@ -70,7 +70,7 @@ pub struct Money {
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 1999)]
     pub amount: i64,
     /// An active ISO 4217 code (`EUR`, `USD`, `JPY`, …); withdrawn codes (`HRK`) and codes without a
-    /// minor unit (`XAU`, `XTS`, `XXX`) are refused.
+    /// minor unit (`XAU`, `XTS`, the no-currency code) are refused.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
