@@ -22,6 +22,8 @@
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
 //! | `<service>.readiness_timeout_ms` | `SHOP__CATALOG__READINESS_TIMEOUT_MS` | `1000` |
 //! | `<service>.trusted_proxies` | `SHOP__USERS__TRUSTED_PROXIES` (YAML list in the file) | none: see [`crate::client_ip`] |
+//! | `<service>.cors_allowed_origins` | YAML list | none: no CORS headers |
+//! | `<service>.compress_min_bytes` | `SHOP__CATALOG__COMPRESS_MIN_BYTES` | `1024`: gzip for larger responses when accepted |
 //! | `<service>.token_check_ttl_ms` | `SHOP__CATALOG__TOKEN_CHECK_TTL_MS` | `5000`: how stale users' word on a token may be |
 //! | `<service>.drain_delay_ms` | `SHOP__CATALOG__DRAIN_DELAY_MS` | `0` (set ~5000 behind a load balancer) |
 //! | `<service>.shutdown_grace_ms` | `SHOP__CATALOG__SHUTDOWN_GRACE_MS` | `20000`: then open connections are closed |
@@ -357,6 +359,12 @@ pub struct ServiceConfig {
     pub trusted_proxies: Vec<String>,
     /// How long an answer of users about a token is trusted ([`crate::token_check`]).
     pub token_check_ttl_ms: u64,
+    /// Browser origins (`https://shop.example`) allowed to call the API cross-origin (CORS); none by
+    /// default, which sends no CORS header at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// Responses at least this large are gzip-compressed for clients that accept it (smaller ones
+    /// are not worth the CPU).
+    pub compress_min_bytes: u64,
     /// Client settings per downstream service, by name.
     pub downstreams: BTreeMap<String, DownstreamConfig>,
 }
@@ -388,6 +396,8 @@ impl ServiceConfig {
             http2_max_concurrent_streams: 200,
             trusted_proxies: Vec::new(),
             token_check_ttl_ms: 5_000,
+            cors_allowed_origins: Vec::new(),
+            compress_min_bytes: 1_024,
             downstreams: BTreeMap::new(),
         }
     }
@@ -448,6 +458,18 @@ impl ServiceConfig {
         for (key, value) in positive {
             if value == 0 {
                 problems.push(format!("{service}.{key} must be at least 1"));
+            }
+        }
+        for origin in &self.cors_allowed_origins {
+            let ok = origin.parse::<http::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some()
+                    && uri.path_and_query().is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+            });
+            if !ok || origin.ends_with('/') {
+                problems.push(format!(
+                    "{service}.cors_allowed_origins: {origin:?} is not an origin like https://shop.example"
+                ));
             }
         }
         if let Err(problem) = crate::client_ip::TrustedProxies::parse(&self.trusted_proxies) {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::routing::get;
 use axum::{Extension, Router};
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, Method, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -31,6 +31,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
+use tower_http::cors::CorsLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi;
@@ -72,7 +75,16 @@ pub fn app(
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ));
+        ))
+        .option_layer(cors(&config.cors_allowed_origins)?)
+        .layer(
+            CompressionLayer::new().gzip(true).compress_when(
+                SizeAbove::new(config.compress_min_bytes)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    .and(NotForContentType::SSE),
+            ),
+        );
     Ok(Router::new()
         .merge(api)
         .fallback(not_found)
@@ -95,6 +107,34 @@ pub fn app(
         .route("/metrics", metrics)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .layer(edge))
+}
+
+/// CORS for `origins` (none: no layer, so no CORS header): the methods and headers the API uses,
+/// and the response headers a browser client needs to read (`ETag`, `Location`, `Retry-After`).
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, InvalidConfig> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins =
+        origins.iter().map(|origin| HeaderValue::from_str(origin)).collect::<Result<Vec<_>, _>>().map_err(
+            |_| InvalidConfig::new("cors_allowed_origins", "an origin is not a valid header value"),
+        )?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-request-timeout-ms"),
+                HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 /// A handler's panic: logged with its message at ERROR, answered 500 problem+json (nothing of the
@@ -540,5 +580,79 @@ mod tests {
         assert!(head.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{head}");
         trigger.trigger();
         running.await.unwrap().unwrap();
+    }
+
+    /// `server::app` around `api` with `config`, served in process.
+    async fn kit_app(api: Router, config: &crate::config::ServiceConfig) -> Router {
+        let db = Db::connect(&temp_sqlite_url("kit-server-edge"), 1).await.unwrap();
+        let health = Health::new(db, Duration::from_secs(1));
+        let keys = crate::auth::JwtKeys::new(b"edge-test-secret", Duration::from_secs(60));
+        let openapi = utoipa::openapi::OpenApiBuilder::new().build();
+        super::app("edge", api, openapi, &health, config, keys, None).unwrap()
+    }
+
+    async fn call(app: &Router, req: http::Request<axum::body::Body>) -> http::Response<axum::body::Body> {
+        use tower::ServiceExt as _;
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn large_answers_are_gzipped_when_accepted_and_small_ones_never() {
+        let big = serde_json::json!({ "items": vec!["a product name of some length"; 200] });
+        let api = Router::new()
+            .route("/v1/big", get(move || async move { axum::Json(big) }))
+            .route("/v1/small", get(|| async { axum::Json(serde_json::json!({ "ok": true })) }));
+        let app = kit_app(api, &crate::config::ServiceConfig::defaults("edge", 0)).await;
+        let request = |path: &str, gzip: bool| {
+            let mut req = http::Request::get(path);
+            if gzip {
+                req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+            }
+            req.body(axum::body::Body::empty()).unwrap()
+        };
+        let res = call(&app, request("/v1/big", true)).await;
+        assert_eq!(res.headers()[http::header::CONTENT_ENCODING], "gzip");
+        let compressed = res.into_body().collect().await.unwrap().to_bytes();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain)
+            .unwrap();
+        assert!(plain.starts_with(r#"{"items":["a product name"#) && compressed.len() < plain.len() / 10);
+        for (path, gzip) in [("/v1/small", true), ("/v1/big", false), ("/livez", true)] {
+            let res = call(&app, request(path, gzip)).await;
+            assert!(!res.headers().contains_key(http::header::CONTENT_ENCODING), "{path} gzip={gzip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cors_is_off_by_default_and_answers_only_configured_origins() {
+        let api = Router::new().route("/v1/ok", get(|| async { "fine" }));
+        let preflight = |origin: &str| {
+            http::Request::builder()
+                .method("OPTIONS")
+                .uri("/v1/ok")
+                .header(http::header::ORIGIN, origin)
+                .header(http::header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+                .header(http::header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let off = kit_app(api.clone(), &crate::config::ServiceConfig::defaults("edge", 0)).await;
+        let res = call(&off, preflight("https://shop.example")).await;
+        assert!(!res.headers().contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN));
+
+        let mut config = crate::config::ServiceConfig::defaults("edge", 0);
+        config.cors_allowed_origins = vec!["https://shop.example".to_owned()];
+        config.validate("edge").unwrap();
+        let on = kit_app(api, &config).await;
+        let res = call(&on, preflight("https://shop.example")).await;
+        assert_eq!(res.headers()[http::header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example");
+        let allowed = res.headers()[http::header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_owned();
+        assert!(allowed.contains("authorization"), "{allowed}");
+        let res = call(&on, preflight("https://evil.example")).await;
+        assert!(!res.headers().contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN));
+
+        config.cors_allowed_origins = vec!["*.example".to_owned(), "https://shop.example/".to_owned()];
+        let err = config.validate("edge").unwrap_err().to_string();
+        assert!(err.contains(r#""*.example""#) && err.contains(r#""https://shop.example/""#), "{err}");
     }
 }
