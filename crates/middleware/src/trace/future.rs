@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::context::{CurrentScope, TraceContext};
 use super::header::TRACEPARENT;
+use super::server::AccessLog;
 
 pin_project! {
     /// Response future of [`ServerTrace`](super::ServerTrace): polls the handler inside the request's
@@ -21,12 +22,19 @@ pin_project! {
         // Always `Some` between polls; moved into the thread-local while the inner future is polled.
         context: Option<TraceContext>,
         echo: bool,
+        access: Option<AccessLog>,
     }
 }
 
 impl<F> ServerResponseFuture<F> {
-    pub(super) fn new(inner: F, span: tracing::Span, context: TraceContext, echo: bool) -> Self {
-        Self { inner, span, context: Some(context), echo }
+    pub(super) fn new(
+        inner: F,
+        span: tracing::Span,
+        context: TraceContext,
+        echo: bool,
+        access: Option<AccessLog>,
+    ) -> Self {
+        Self { inner, span, context: Some(context), echo, access }
     }
 }
 
@@ -51,7 +59,12 @@ where
         let result = {
             let _entered = this.span.enter();
             let _current = CurrentScope::enter(this.context);
-            ready!(this.inner.poll(cx))
+            let result = ready!(this.inner.poll(cx));
+            // Inside the request's context: the event carries its trace id.
+            if let Some(access) = this.access.take() {
+                access.write(result.as_ref().ok().map(Response::status));
+            }
+            result
         };
         Poll::Ready(result.map(|mut res| {
             if *this.echo

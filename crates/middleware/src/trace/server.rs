@@ -21,6 +21,7 @@ pub struct ServerTraceLayer {
     details: bool,
     incoming: Incoming,
     sampler: Sampler,
+    access_log: Option<Level>,
 }
 
 /// How far the server trusts the caller's `traceparent` and `tracestate`.
@@ -91,6 +92,7 @@ impl ServerTraceLayer {
             details: false,
             incoming: Incoming::Trust,
             sampler: Sampler::ALWAYS,
+            access_log: None,
         }
     }
 
@@ -135,6 +137,7 @@ impl ServerTraceLayer {
 /// | [`echo_traceparent`](Self::echo_traceparent) | `true` |
 /// | [`incoming`](Self::incoming) | [`Incoming::Trust`]: the caller's `sampled` flag and `tracestate` are kept |
 /// | [`sample_ratio`](Self::sample_ratio) | `1.0`: every new trace is sampled |
+/// | [`access_log`](Self::access_log) | none |
 #[derive(Clone, Copy, Debug)]
 pub struct ServerTraceLayerBuilder {
     layer: ServerTraceLayer,
@@ -165,6 +168,16 @@ impl ServerTraceLayerBuilder {
     /// costs next to nothing, but then log lines no longer carry `trace_id`; propagation still works.
     pub const fn level(mut self, level: Level) -> Self {
         self.layer.level = level;
+        self
+    }
+
+    /// One event per request at `level` when it is answered (default: none): `method`, `route` (the
+    /// matched route template with the `axum` feature), `status` and `duration_ms`, emitted in the
+    /// request's trace context, so [`trace::fmt`](super::fmt) adds its `trace_id`. It sees every
+    /// answer of the layers inside (load shedding's 503, a timeout's 504). A request whose client
+    /// went away before the answer logs nothing.
+    pub const fn access_log(mut self, level: Level) -> Self {
+        self.layer.access_log = Some(level);
         self
     }
 
@@ -238,6 +251,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let req_head = self.layer.access_log.map(|_| RequestHead::of(&req));
         let mut context = self.layer.context(req.headers());
         let span = if self.layer.span {
             make_span(self.layer.level, self.layer.details, &req, &mut context)
@@ -253,7 +267,67 @@ where
             let _current = CurrentScope::enter(&mut slot);
             self.inner.call(req)
         };
-        ServerResponseFuture::new(inner, span, slot.expect("restored by the scope"), self.layer.echo)
+        let access = self.layer.access_log.zip(req_head).map(|(level, head)| AccessLog::new(level, head));
+        ServerResponseFuture::new(inner, span, slot.expect("restored by the scope"), self.layer.echo, access)
+    }
+}
+
+/// What the access log needs of a request, taken before the request moves on.
+#[derive(Debug)]
+pub(super) struct RequestHead {
+    method: http::Method,
+    #[cfg(feature = "axum")]
+    route: Option<axum::extract::MatchedPath>,
+}
+
+impl RequestHead {
+    fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            #[cfg(feature = "axum")]
+            route: req.extensions().get::<axum::extract::MatchedPath>().cloned(),
+        }
+    }
+
+    fn route(&self) -> &str {
+        #[cfg(feature = "axum")]
+        if let Some(route) = &self.route {
+            return route.as_str();
+        }
+        "-"
+    }
+}
+
+/// A request's access-log event, written when its answer is ready.
+#[derive(Debug)]
+pub(super) struct AccessLog {
+    level: Level,
+    head: RequestHead,
+    start: std::time::Instant,
+}
+
+impl AccessLog {
+    fn new(level: Level, head: RequestHead) -> Self {
+        Self { level, head, start: std::time::Instant::now() }
+    }
+
+    /// Writes the event for `status` (`None`: the inner service failed without an answer).
+    pub(super) fn write(&self, status: Option<http::StatusCode>) {
+        let duration_ms = self.start.elapsed().as_secs_f64() * 1_000.0;
+        let (method, route) = (self.head.method.as_str(), self.head.route());
+        let status = status.map_or(0, |s| s.as_u16());
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!($level, method, route, status, duration_ms, "request")
+            };
+        }
+        match self.level {
+            Level::ERROR => event!(Level::ERROR),
+            Level::WARN => event!(Level::WARN),
+            Level::INFO => event!(Level::INFO),
+            Level::DEBUG => event!(Level::DEBUG),
+            _ => event!(Level::TRACE),
+        }
     }
 }
 

@@ -464,6 +464,28 @@ async fn handler_log_lines_carry_the_trace_id() {
 }
 
 #[tokio::test]
+async fn the_access_log_writes_one_event_per_answer_in_the_request_trace() {
+    let svc = ServerTraceLayer::builder().access_log(tracing::Level::INFO).build().unwrap().layer(
+        service_fn(|_req: Request<()>| async {
+            let mut res = Response::new(());
+            *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(res)
+        }),
+    );
+    svc.oneshot(request(&[("traceparent", TRACEPARENT)])).await.unwrap();
+
+    let text = String::from_utf8(logs().0.lock().unwrap().clone()).unwrap();
+    let mut lines = text.lines().filter(|line| line.contains(": request method="));
+    let line = lines.next().unwrap_or_else(|| panic!("no access-log line in {text}"));
+    assert_eq!(lines.next(), None, "one event per request");
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains(&format!("trace_id={TRACE_ID}")), "{line}");
+    for field in ["method=\"GET\"", "route=\"-\"", "status=503", "duration_ms="] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
+
+#[tokio::test]
 async fn span_details_add_the_span_id_method_and_path() {
     let svc = ServerTraceLayer::builder()
         .span_details(true)

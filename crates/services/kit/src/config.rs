@@ -22,6 +22,7 @@
 //! | `<service>.body_limit_bytes` | `SHOP__CATALOG__BODY_LIMIT_BYTES` | `65536` |
 //! | `<service>.readiness_timeout_ms` | `SHOP__CATALOG__READINESS_TIMEOUT_MS` | `1000` |
 //! | `<service>.trusted_proxies` | `SHOP__USERS__TRUSTED_PROXIES` (YAML list in the file) | none: see [`crate::client_ip`] |
+//! | `<service>.access_log` | `SHOP__CATALOG__ACCESS_LOG` | `true`: one INFO event per `/v1` answer |
 //! | `<service>.cors_allowed_origins` | YAML list | none: no CORS headers |
 //! | `<service>.compress_min_bytes` | `SHOP__CATALOG__COMPRESS_MIN_BYTES` | `1024`: gzip for larger responses when accepted |
 //! | `<service>.token_check_ttl_ms` | `SHOP__CATALOG__TOKEN_CHECK_TTL_MS` | `5000`: how stale users' word on a token may be |
@@ -359,6 +360,9 @@ pub struct ServiceConfig {
     pub trusted_proxies: Vec<String>,
     /// How long an answer of users about a token is trusted ([`crate::token_check`]).
     pub token_check_ttl_ms: u64,
+    /// One INFO event per answered `/v1` request (method, route template, status, duration,
+    /// `trace_id`), so a default subscriber shows the traffic.
+    pub access_log: bool,
     /// Browser origins (`https://shop.example`) allowed to call the API cross-origin (CORS); none by
     /// default, which sends no CORS header at all.
     pub cors_allowed_origins: Vec<String>,
@@ -396,6 +400,7 @@ impl ServiceConfig {
             http2_max_concurrent_streams: 200,
             trusted_proxies: Vec::new(),
             token_check_ttl_ms: 5_000,
+            access_log: true,
             cors_allowed_origins: Vec::new(),
             compress_min_bytes: 1_024,
             downstreams: BTreeMap::new(),

@@ -26,6 +26,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use palisade::InvalidConfig;
 use palisade::stack::ServerStack;
+use palisade::trace::ServerTraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -57,8 +58,15 @@ pub fn app(
     keys: JwtKeys,
     token_checker: Option<TokenChecker>,
 ) -> Result<Router, InvalidConfig> {
+    // The preset's trace layer (no span: `trace_id` on log lines comes from the context), plus one
+    // INFO event per answer unless `access_log: false`.
+    let mut trace = ServerTraceLayer::builder().span(false);
+    if config.access_log {
+        trace = trace.access_log(tracing::Level::INFO);
+    }
     let stack = ServerStack::builder()
         .name(name)
+        .trace(trace.build()?)
         .timeout(config.request_timeout())
         .max_in_flight(config.max_in_flight)
         .build()?;

@@ -82,6 +82,9 @@ async fn secrets_never_reach_the_logs() {
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("user registered"), "the capture works: {logs}");
+    // One access-log event per answer, by route template, the revoked token's 401 included.
+    assert!(logs.contains(r#"request method="GET" route="/v1/users" status=401"#), "{logs}");
+    assert!(logs.contains(r#"request method="POST" route="/v1/sessions" status=200"#), "{logs}");
     assert!(logs.contains("default password") && logs.contains(DEFAULT_ADMIN_EMAIL), "{logs}");
     for secret in [password, new, "wrong-guess-guess", DEFAULT_ADMIN_PASSWORD, token.as_str(), "$argon2id$"] {
         assert!(!logs.contains(secret), "`{secret}` was logged:\n{logs}");
