@@ -21,15 +21,13 @@ const SERVICES: &[&Service] = &[&shop_users::SERVICE, &shop_catalog::SERVICE, &s
 async fn main() -> ExitCode {
     kit::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match run(&args).await {
+    match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("shop: {err}");
             ExitCode::FAILURE
         }
-    };
-    kit::telemetry::flush();
-    code
+    }
 }
 
 async fn run(args: &[String]) -> Result<(), kit::BoxError> {

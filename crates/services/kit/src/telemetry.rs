@@ -26,19 +26,7 @@ pub fn init() {
     // Colours only for a person at a terminal (and not with `NO_COLOR`): escape codes in a log file
     // or pipe are noise, and styling every span field costs CPU on each request.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    // Lines go to stdout from a writer thread: a request never waits on the write (one syscall per
-    // line, ~8 % of a catalog read with the access log on, measured). Lossy: under a flood the
-    // buffer (128k lines) drops lines rather than blocking requests. `flush` at exit.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
-    if let Ok(mut slot) = LOG_GUARD.lock()
-        && slot.is_none()
-    {
-        *slot = Some(guard);
-    }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _already_set = if json {
         builder.event_format(JsonLines).try_init()
     } else {
@@ -47,16 +35,6 @@ pub fn init() {
 }
 
 /// How often the recorder folds recorded histogram samples into its buckets.
-/// The log writer thread's guard: dropping it writes what is buffered.
-static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
-    std::sync::Mutex::new(None);
-
-/// Writes the log lines still buffered; call before the process exits (the `shop` binary does).
-pub fn flush() {
-    let guard = LOG_GUARD.lock().ok().and_then(|mut slot| slot.take());
-    drop(guard);
-}
-
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Folds histogram samples into buckets every [`UPKEEP_INTERVAL`]. The recorder keeps each sample
