@@ -259,8 +259,9 @@ mod tests {
             peak.1
         );
         // What the running hashes hold, plus what the allocator keeps in each blocking thread's arena
-        // after a hash (seen: ~110 MiB with 7 threads). 50 hashes at once would be 400 MiB and 50+ threads.
-        assert!(peak.0 < rss_before + 20 * 8 * 1024, "RSS {peak:?} KiB");
+        // after a hash (seen: 110 to 190 MiB with 7 threads, glibc's choice). 50 hashes at once would
+        // be over 400 MiB and 50+ threads: the thread count is the sharp check, RSS the coarse one.
+        assert!(peak.0 < rss_before + 40 * 8 * 1024, "RSS {peak:?} KiB");
         assert!(peak.1 < threads_before + 2 * cpus as u64 + 8, "threads {peak:?}");
         // Still usable afterwards.
         hasher.hash("after the flood").await.unwrap();
