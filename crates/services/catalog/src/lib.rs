@@ -55,11 +55,7 @@ pub fn openapi() -> OpenApi {
 
 /// `Money.currency` lists the accepted codes, so a client (or a fuzzer) knows `XYZ` is refused.
 fn list_currencies(doc: &mut OpenApi) {
-    use utoipa::openapi::{RefOr, Schema};
-    let money = doc.components.as_mut().and_then(|c| c.schemas.get_mut("Money"));
-    if let Some(RefOr::T(Schema::Object(money))) = money
-        && let Some(RefOr::T(Schema::Object(currency))) = money.properties.get_mut("currency")
-    {
+    if let Some(currency) = kit::openapi::object_mut(doc, "Money", Some("currency")) {
         currency.enum_values = Some(model::active_currencies().into_iter().map(Into::into).collect());
     }
 }

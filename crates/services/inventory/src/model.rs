@@ -171,13 +171,8 @@ pub struct Adjustment {
 
 /// "Non-zero", which utoipa cannot derive: `not: {const: 0}` on `Adjustment.delta`.
 pub fn forbid_zero_delta(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{RefOr, Schema};
-    let adjustment = doc.components.as_mut().and_then(|c| c.schemas.get_mut("Adjustment"));
-    if let Some(RefOr::T(Schema::Object(adjustment))) = adjustment
-        && let Some(RefOr::T(Schema::Object(delta))) = adjustment.properties.get_mut("delta")
-    {
-        let not_zero = serde_json::json!({ "const": 0 });
-        delta.extensions.get_or_insert_with(Default::default).insert("not".to_owned(), not_zero);
+    if let Some(delta) = kit::openapi::object_mut(doc, "Adjustment", Some("delta")) {
+        kit::openapi::add_keyword(delta, "not", serde_json::json!({ "const": 0 }));
     }
 }
 

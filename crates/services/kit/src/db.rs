@@ -188,36 +188,32 @@ impl Db {
     /// (`pending`), and what the database has that this binary does not know (`unknown`: a newer
     /// release applied it).
     pub async fn schema(&self, migrations: &Migrations) -> Result<Schema, sqlx::Error> {
-        let (known, applied): (Vec<i64>, Vec<i64>) = match self {
-            Self::Sqlite(pool) => {
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-                )
-                .fetch_one(pool)
-                .await?;
-                let applied = if exists {
+        // The same two queries on either pool; only "does the table exist" is dialect-specific.
+        macro_rules! applied {
+            ($pool:expr, $table_exists:literal) => {{
+                let exists: bool = sqlx::query_scalar($table_exists).fetch_one($pool).await?;
+                if exists {
                     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                        .fetch_all(pool)
+                        .fetch_all($pool)
                         .await?
                 } else {
                     Vec::new()
-                };
-                (migrations.sqlite.iter().map(|m| m.version).collect(), applied)
-            }
+                }
+            }};
+        }
+        let (migrator, applied): (&Migrator, Vec<i64>) = match self {
+            Self::Sqlite(pool) => (
+                &migrations.sqlite,
+                applied!(
+                    pool,
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
+                ),
+            ),
             Self::Postgres(pool) => {
-                let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                    .fetch_one(pool)
-                    .await?;
-                let applied = if exists {
-                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                        .fetch_all(pool)
-                        .await?
-                } else {
-                    Vec::new()
-                };
-                (migrations.postgres.iter().map(|m| m.version).collect(), applied)
+                (&migrations.postgres, applied!(pool, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"))
             }
         };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
         Ok(Schema {
             pending: known.iter().copied().filter(|v| !applied.contains(v)).collect(),
             unknown: applied.iter().copied().filter(|v| !known.contains(v)).collect(),

@@ -61,6 +61,32 @@ pub fn document(mut doc: OpenApi, paths: OpenApi, version: &str) -> OpenApi {
     doc
 }
 
+/// The component schema `schema` of `doc`, or its property `property`: where a service states what
+/// utoipa cannot derive (an `enum` computed at start, `dependentRequired`, `not`). `None` when absent
+/// or a reference.
+pub fn object_mut<'a>(
+    doc: &'a mut OpenApi,
+    schema: &str,
+    property: Option<&str>,
+) -> Option<&'a mut utoipa::openapi::schema::Object> {
+    let RefOr::T(Schema::Object(object)) = doc.components.as_mut()?.schemas.get_mut(schema)? else {
+        return None;
+    };
+    match property {
+        None => Some(object),
+        Some(property) => match object.properties.get_mut(property)? {
+            RefOr::T(Schema::Object(property)) => Some(property),
+            _ => None,
+        },
+    }
+}
+
+/// Adds the JSON Schema keyword `keyword` (`dependentRequired`, `not`, …) to `object`: utoipa's
+/// extensions map serialises flat into the schema, and it is the only way to write one it lacks.
+pub fn add_keyword(object: &mut utoipa::openapi::schema::Object, keyword: &str, value: serde_json::Value) {
+    object.extensions.get_or_insert_with(Default::default).insert(keyword.to_owned(), value);
+}
+
 /// The [`crate::text`] convention: every `pattern: \S` (a not-blank text field) becomes
 /// [`crate::text::PATTERN`], what `text::check` accepts.
 fn expand_text_patterns(schema: &mut RefOr<Schema>) {

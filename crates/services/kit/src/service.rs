@@ -148,9 +148,7 @@ impl Service {
         let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone(), checker)?;
         Ok(App { router, health, config, keys })
     }
-}
 
-impl Service {
     /// How this service tells a revoked token: users checks its own database (its routes install
     /// that); the others ask users at `downstreams.users.url`, or, without it, trust the signature
     /// until expiry (with a WARN).

@@ -219,11 +219,9 @@ fn some_secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secr
 /// JSON Schema for "both or neither" of `password` and `current_password`, which utoipa cannot
 /// derive: `dependentRequired` on `UpdateMeRequest`.
 pub fn require_password_pair(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{RefOr, Schema};
-    let schema = doc.components.as_mut().and_then(|c| c.schemas.get_mut("UpdateMeRequest"));
-    if let Some(RefOr::T(Schema::Object(object))) = schema {
+    if let Some(object) = kit::openapi::object_mut(doc, "UpdateMeRequest", None) {
         let pair = serde_json::json!({ "password": ["current_password"], "current_password": ["password"] });
-        object.extensions.get_or_insert_with(Default::default).insert("dependentRequired".to_owned(), pair);
+        kit::openapi::add_keyword(object, "dependentRequired", pair);
     }
 }
 
