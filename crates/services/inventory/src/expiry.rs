@@ -12,62 +12,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kit::db::Db;
+use kit::jobs::Job;
 use time::OffsetDateTime;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::store::Store;
 
-/// The running sweep; dropping it stops the task.
+/// The running sweep (a [`kit::jobs::Job`]); dropping it stops the task.
 #[derive(Debug)]
-pub struct Sweeper {
-    stop: watch::Sender<()>,
-    task: JoinHandle<()>,
-}
+pub struct Sweeper(Job);
 
 impl Sweeper {
     /// Starts sweeping `store` every `interval`, expiring up to `batch` reservations per query,
     /// until `db` closes or the sweeper is dropped. Needs a Tokio runtime.
     pub fn spawn(store: Arc<dyn Store>, db: &Db, interval: Duration, batch: u32) -> Self {
-        let (stop, stopped) = watch::channel(());
-        let task = tokio::spawn(run(store, db.clone(), interval, batch.max(1), stopped));
-        Self { stop, task }
+        Self(Job::spawn("reservation-expiry", db, interval, move || {
+            let store = store.clone();
+            async move {
+                sweep(store.as_ref(), OffsetDateTime::now_utc(), batch.max(1)).await;
+                false
+            }
+        }))
     }
 
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.0.is_finished()
     }
 
     /// Stops the task and waits for it (a sweep in progress finishes first).
     pub async fn stop(self) {
-        drop(self.stop);
-        let _ = self.task.await;
+        self.0.stop().await;
     }
-}
-
-async fn run(
-    store: Arc<dyn Store>,
-    db: Db,
-    interval: Duration,
-    batch: u32,
-    mut stopped: watch::Receiver<()>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let closed = db_closed(db);
-    tokio::pin!(closed);
-    loop {
-        tokio::select! {
-            // `Err` once the sender is dropped; nothing is ever sent.
-            _ = stopped.changed() => break,
-            () = &mut closed => break,
-            _ = ticker.tick() => {
-                sweep(store.as_ref(), OffsetDateTime::now_utc(), batch).await;
-            }
-        }
-    }
-    tracing::debug!("reservation expiry sweep stopped");
 }
 
 /// Expires every reservation due at `now`, `batch` at a time; returns how many.
@@ -91,11 +66,4 @@ pub async fn sweep(store: &dyn Store, now: OffsetDateTime, batch: u32) -> u64 {
         tracing::info!(expired = total, "expired reservations and returned their stock");
     }
     total
-}
-
-async fn db_closed(db: Db) {
-    match db {
-        Db::Sqlite(pool) => pool.close_event().await,
-        Db::Postgres(pool) => pool.close_event().await,
-    }
 }

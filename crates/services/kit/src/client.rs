@@ -1,32 +1,143 @@
 //! [`Downstream`]: a JSON client for one other service, behind the palisade client stack configured by
 //! [`DownstreamConfig`] (deadline, retry, breaker, trace, metrics, per-attempt timeout).
+//!
+//! **The body is part of the attempt.** The stack's innermost service reads the response body to the
+//! end, at most [`DownstreamConfig::max_response_bytes`], before it answers: a downstream that sends
+//! its headers and then trickles (or never ends) its body is cut off by the per-attempt timeout and
+//! the caller's deadline like one that never answers, and a retry or the breaker sees it; a body
+//! over the limit is a failed call, not an allocation the downstream chooses.
+//!
+//! **Errors.** A non-2xx answer is [`ClientError::Status`]; its problem document, when it sent one,
+//! is decoded by [`ClientError::problem`] (`type`, `title`, `detail`, `errors`), so a caller can tell
+//! one business refusal from another (inventory's `insufficient-stock` from a taken order id). What a
+//! caller does not handle becomes this service's answer by one mapping, [`Downstream::api_error`]:
+//!
+//! | downstream failure | this service answers |
+//! |---|---|
+//! | open circuit (the breaker fails fast) | 503 `downstream-unavailable`, `Retry-After` until the breaker probes |
+//! | deadline passed, or the attempt timed out | 504 `downstream-timeout` |
+//! | any non-2xx status (after retries) | 502 `downstream-error`, naming the service and its status |
+//! | unreachable, reset, body too large, not the expected JSON | 502 `downstream-error` |
+//!
+//! Nothing of the downstream's body is copied into the answer (it may hold what the caller must not
+//! see); the log line has it.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use palisade::circuit_breaker::CircuitBreakerHandle;
+use palisade::circuit_breaker::error::CircuitOpen;
 use palisade::retry::RetryBody;
 use palisade::stack::ClientStackService;
-use serde::Serialize;
+use palisade::timeout::error::{DeadlineExceeded, Elapsed};
+use palisade::trace::TraceContext;
 use serde::de::DeserializeOwned;
-use tower::ServiceExt;
+use serde::{Deserialize, Serialize};
+use tower::{Service, ServiceExt};
 
 use crate::BoxError;
 use crate::config::DownstreamConfig;
+use crate::error::ApiError;
 
-type Http = ClientStackService<Client<HttpConnector, RetryBody<Full<Bytes>>>>;
+type Body = RetryBody<Full<Bytes>>;
+type Http = ClientStackService<Collect>;
 
 /// Why a downstream call failed.
 #[derive(Debug)]
 pub enum ClientError {
-    /// The downstream answered with a non-2xx status (body kept for diagnosis).
+    /// The downstream answered with a non-2xx status (body kept: see [`ClientError::problem`]).
     Status(StatusCode, Bytes),
-    /// Transport error, timeout, deadline or open circuit (see [`palisade::problem::problem_for_error`]).
+    /// Transport error, timeout, deadline, open circuit or a body over the limit.
     Call(BoxError),
     /// The body was not the expected JSON.
     Decode(serde_json::Error),
+}
+
+/// A downstream's RFC 9457 problem document, as far as this client reads it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct RemoteProblem {
+    /// `type` (`about:blank` when absent).
+    #[serde(rename = "type", default = "about_blank")]
+    pub type_uri: String,
+    /// `title`.
+    #[serde(default)]
+    pub title: String,
+    /// `detail`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The `errors` extension: one entry per field or line.
+    #[serde(default)]
+    pub errors: Vec<RemoteFieldError>,
+}
+
+/// One entry of a [`RemoteProblem`]'s `errors`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct RemoteFieldError {
+    /// JSON pointer or name.
+    #[serde(default)]
+    pub pointer: String,
+    /// What is wrong with it.
+    #[serde(default)]
+    pub detail: String,
+}
+
+fn about_blank() -> String {
+    "about:blank".to_owned()
+}
+
+impl RemoteProblem {
+    /// Whether `type` ends with `/<kind>` (`insufficient-stock`), so callers need not spell out the
+    /// whole URI.
+    pub fn is(&self, kind: &str) -> bool {
+        self.type_uri.rsplit('/').next() == Some(kind)
+    }
+}
+
+impl ClientError {
+    /// The status the downstream answered, if it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status(status, _) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The downstream's problem document, when it answered non-2xx with a JSON body.
+    pub fn problem(&self) -> Option<RemoteProblem> {
+        match self {
+            Self::Status(_, body) => serde_json::from_slice(body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether the call failed fast on an open breaker (and after how long it probes again).
+    pub fn circuit_open(&self) -> Option<Duration> {
+        self.find::<CircuitOpen>().map(CircuitOpen::retry_after)
+    }
+
+    /// Whether the caller's deadline or the per-attempt timeout ended the call.
+    pub fn timed_out(&self) -> bool {
+        self.find::<DeadlineExceeded>().is_some() || self.find::<Elapsed>().is_some()
+    }
+
+    fn find<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let Self::Call(err) = self else { return None };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<E>() {
+                return Some(found);
+            }
+            cause = e.source();
+        }
+        None
+    }
 }
 
 impl std::fmt::Display for ClientError {
@@ -41,19 +152,72 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// The innermost service of a [`Downstream`]: hyper's client, with the response body read to the
+/// end (at most `limit` bytes) inside the call, so the attempt's timeout covers it.
+#[derive(Clone, Debug)]
+pub struct Collect {
+    client: Client<HttpConnector, Body>,
+    limit: usize,
+}
+
+impl Service<Request<Body>> for Collect {
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Service::poll_ready(&mut self.client, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let response = self.client.request(req);
+        let limit = self.limit;
+        Box::pin(async move {
+            let (parts, body) = response.await?.into_parts();
+            let bytes = Limited::new(body, limit).collect().await?.to_bytes();
+            Ok(Response::from_parts(parts, Full::new(bytes)))
+        })
+    }
+}
+
+/// A downstream's answer: status, headers and the whole body.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
 /// A client for one downstream service; cheap to clone (the breaker and budgets are shared).
 #[derive(Clone, Debug)]
 pub struct Downstream {
+    peer: String,
     base: String,
     http: Http,
+    breaker: CircuitBreakerHandle,
 }
 
 impl Downstream {
     /// A client for `peer` at `config.url`.
     pub fn new(peer: &str, config: &DownstreamConfig) -> Result<Self, palisade::InvalidConfig> {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let http = tower::Layer::layer(&config.client_stack(peer)?, client);
-        Ok(Self { base: config.url.trim_end_matches('/').to_owned(), http })
+        let stack = config.client_stack(peer)?;
+        let breaker = stack.breaker();
+        let http = tower::Layer::layer(&stack, Collect { client, limit: config.max_response_bytes });
+        Ok(Self { peer: peer.to_owned(), base: config.url.trim_end_matches('/').to_owned(), http, breaker })
+    }
+
+    /// The downstream's name (metrics label, breaker name, log lines).
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The handle of this downstream's circuit breaker.
+    pub const fn breaker(&self) -> &CircuitBreakerHandle {
+        &self.breaker
     }
 
     /// `GET base+path`, decoding a 2xx JSON body.
@@ -70,52 +234,85 @@ impl Downstream {
         body: Option<&B>,
         headers: &[(&str, &str)],
     ) -> Result<T, ClientError> {
+        let body = match body {
+            Some(body) => Some(Bytes::from(serde_json::to_vec(body).map_err(ClientError::Decode)?)),
+            None => None,
+        };
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if body.is_some() {
+            all.push(("content-type", "application/json"));
+        }
+        let reply = self.call(method, path, body, &all, None).await?;
+        if !reply.status.is_success() {
+            return Err(ClientError::Status(reply.status, reply.body));
+        }
+        serde_json::from_slice(&reply.body).map_err(ClientError::Decode)
+    }
+
+    /// Sends one request and returns the reply whatever its status. `trace` continues that trace
+    /// instead of the current one (work on another task, such as the outbox relay, carries its own).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+        trace: Option<TraceContext>,
+    ) -> Result<Reply, ClientError> {
         let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let body = match body {
-            Some(body) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(serde_json::to_vec(body).map_err(ClientError::Decode)?))
-            }
-            None => Full::default(),
-        };
-        let req = req.body(body).map_err(|e| ClientError::Call(e.into()))?;
-        let res = self.http.clone().oneshot(req).await.map_err(ClientError::Call)?;
-        let status = res.status();
-        let bytes = res.into_body().collect().await.map_err(|e| ClientError::Call(e.into()))?.to_bytes();
-        if !status.is_success() {
-            return Err(ClientError::Status(status, bytes));
+        let mut req = req.body(Full::new(body.unwrap_or_default())).map_err(|e| ClientError::Call(e.into()))?;
+        if let Some(trace) = trace {
+            req.extensions_mut().insert(trace);
         }
-        serde_json::from_slice(&bytes).map_err(ClientError::Decode)
+        let res = self.http.clone().oneshot(req).await.map_err(ClientError::Call)?;
+        let (parts, body) = res.into_parts();
+        // Already in memory (see `Collect`): this only unwraps the stack's body wrappers.
+        let body = body.collect().await.map_err(|e| ClientError::Call(e.into()))?.to_bytes();
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
     }
+
+    /// This service's answer for a failed call to this downstream: the one mapping in the
+    /// [module docs](self). Logs what went wrong (with the request's `trace_id`).
+    pub fn api_error(&self, err: &ClientError) -> ApiError {
+        let peer = &self.peer;
+        tracing::warn!(downstream = %peer, error = %err, body = ?body_of(err), "downstream call failed");
+        if let Some(retry_after) = err.circuit_open() {
+            return ApiError::unavailable(
+                retry_after.max(Duration::from_secs(1)),
+                format!("the {peer} service is failing; calls to it are paused"),
+            )
+            .with_type("https://palisade.dev/problems/downstream-unavailable", "Downstream unavailable");
+        }
+        if err.timed_out() {
+            return ApiError::new(StatusCode::GATEWAY_TIMEOUT)
+                .with_type("https://palisade.dev/problems/downstream-timeout", "Downstream timeout")
+                .with_detail(format!("the {peer} service did not answer in time"));
+        }
+        let detail = match err.status() {
+            Some(status) => format!("the {peer} service answered {}", status.as_u16()),
+            None => format!("the {peer} service could not be used"),
+        };
+        ApiError::new(StatusCode::BAD_GATEWAY)
+            .with_type("https://palisade.dev/problems/downstream-error", "Downstream error")
+            .with_detail(detail)
+    }
+}
+
+/// The start of a failed answer's body, for the log line.
+fn body_of(err: &ClientError) -> Option<String> {
+    match err {
+        ClientError::Status(_, body) => Some(String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()),
+        _ => None,
+    }
+}
+
+/// `Retry-After` seconds a downstream sent, if any.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers.get(header::RETRY_AFTER).and_then(|v: &HeaderValue| v.to_str().ok()?.parse().ok()).map(Duration::from_secs)
 }
 
 #[cfg(test)]
-mod tests {
-    use axum::Router;
-    use axum::routing::get;
-    use http::StatusCode;
-
-    use super::{ClientError, Downstream};
-    use crate::config::DownstreamConfig;
-
-    #[tokio::test]
-    async fn calls_a_local_server_through_the_stack() {
-        let app = Router::new()
-            .route("/v1/ping", get(|| async { axum::Json(serde_json::json!({ "pong": true })) }))
-            .route("/v1/missing", get(|| async { StatusCode::NOT_FOUND }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = DownstreamConfig { url: format!("http://{addr}"), ..DownstreamConfig::default() };
-        let client = Downstream::new("ping", &config).unwrap();
-        let body: serde_json::Value = client.get_json("/v1/ping").await.unwrap();
-        assert_eq!(body["pong"], true);
-        match client.get_json::<serde_json::Value>("/v1/missing").await {
-            Err(ClientError::Status(status, _)) => assert_eq!(status, StatusCode::NOT_FOUND),
-            other => panic!("expected a 404, got {other:?}"),
-        }
-    }
-}
+mod tests;

@@ -513,6 +513,8 @@ pub struct DownstreamConfig {
     pub breaker_minimum_calls: u64,
     /// How long the breaker stays open before probing.
     pub breaker_open_ms: u64,
+    /// Largest response body read from the downstream; a longer one fails the call.
+    pub max_response_bytes: usize,
 }
 
 impl Default for DownstreamConfig {
@@ -528,6 +530,7 @@ impl Default for DownstreamConfig {
             breaker_window_calls: 20,
             breaker_minimum_calls: 10,
             breaker_open_ms: 5_000,
+            max_response_bytes: 1024 * 1024,
         }
     }
 }
@@ -538,6 +541,9 @@ impl DownstreamConfig {
         let uri: http::Uri = self.url.parse().map_err(|e| format!("url {:?} is not a URL: {e}", self.url))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!("url {:?} must be http:// or https:// with a host", self.url));
+        }
+        if self.max_response_bytes == 0 {
+            return Err("max_response_bytes must be at least 1".to_owned());
         }
         self.client_stack(peer).map(drop).map_err(|e| e.to_string())
     }

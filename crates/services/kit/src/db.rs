@@ -44,6 +44,29 @@ pub struct Migrations {
     pub postgres: Migrator,
 }
 
+/// The kit's own tables ([`crate::outbox`], [`crate::inbox`], [`crate::idempotency`], [`crate::audit`]),
+/// in every service's database. Their versions start at 1000001, clear of the services' own.
+static KIT_MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("../../../migrations/kit/sqlite"),
+    postgres: sqlx::migrate!("../../../migrations/kit/postgres"),
+};
+
+impl Migrations {
+    /// A service's migrations followed by the kit's, for one backend: what [`Db::migrate`] applies
+    /// and [`Db::schema`] compares against.
+    fn with_kit(own: &Migrator, kit: &Migrator) -> Migrator {
+        Migrator::with_migrations(own.iter().chain(kit.iter()).cloned().collect())
+    }
+
+    fn sqlite_all(&self) -> Migrator {
+        Self::with_kit(&self.sqlite, &KIT_MIGRATIONS.sqlite)
+    }
+
+    fn postgres_all(&self) -> Migrator {
+        Self::with_kit(&self.postgres, &KIT_MIGRATIONS.postgres)
+    }
+}
+
 /// Where a database's schema stands against a binary's migrations ([`Db::schema`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schema {
@@ -168,15 +191,15 @@ impl Db {
         }
     }
 
-    /// Applies the migrations for this backend. On PostgreSQL they run on one connection without the
+    /// Applies the service's migrations and the kit's for this backend. On PostgreSQL they run on one connection without the
     /// lock and statement timeouts, which are meant for requests, not for schema changes.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), MigrateError> {
         match self {
-            Self::Sqlite(pool) => migrations.sqlite.run(pool).await,
+            Self::Sqlite(pool) => migrations.sqlite_all().run(pool).await,
             Self::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await?;
-                let ran = migrations.postgres.run(&mut *conn).await;
+                let ran = migrations.postgres_all().run(&mut *conn).await;
                 // Back to the connection's startup values.
                 sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await?;
                 ran
@@ -201,16 +224,16 @@ impl Db {
                 }
             }};
         }
-        let (migrator, applied): (&Migrator, Vec<i64>) = match self {
+        let (migrator, applied): (Migrator, Vec<i64>) = match self {
             Self::Sqlite(pool) => (
-                &migrations.sqlite,
+                migrations.sqlite_all(),
                 applied!(
                     pool,
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
                 ),
             ),
             Self::Postgres(pool) => {
-                (&migrations.postgres, applied!(pool, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"))
+                (migrations.postgres_all(), applied!(pool, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"))
             }
         };
         let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
@@ -251,13 +274,22 @@ pub struct Dialect {
     /// SQLite (a write transaction from [`SqlPool::begin_write`] already holds the database's write
     /// lock); `" FOR UPDATE"` on PostgreSQL.
     pub row_lock: &'static str,
+    /// The suffix of a `SELECT` that claims rows for a background job: `" FOR UPDATE SKIP LOCKED"`
+    /// on PostgreSQL, so replicas claim different rows instead of waiting for each other; none on
+    /// SQLite (one writer at a time).
+    pub claim_lock: &'static str,
 }
 
 impl Dialect {
     /// SQLite.
-    pub const SQLITE: Self = Self { insertion_order: "rowid", ilike: "LIKE", row_lock: "" };
+    pub const SQLITE: Self = Self { insertion_order: "rowid", ilike: "LIKE", row_lock: "", claim_lock: "" };
     /// PostgreSQL.
-    pub const POSTGRES: Self = Self { insertion_order: "seq", ilike: "ILIKE", row_lock: " FOR UPDATE" };
+    pub const POSTGRES: Self = Self {
+        insertion_order: "seq",
+        ilike: "ILIKE",
+        row_lock: " FOR UPDATE",
+        claim_lock: " FOR UPDATE SKIP LOCKED",
+    };
 }
 
 /// What a store needs to know about its pool ([`SqlitePool`] or [`PgPool`]) to send the same SQL

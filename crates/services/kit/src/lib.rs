@@ -13,6 +13,7 @@
 //! | [`client_ip`] | the client's address, through trusted proxies' forwarding headers |
 //! | [`openapi`] | the `bearer` security scheme and document assembly every service's spec shares |
 //! | [`health`] | `/livez`, `/readyz` |
+//! | [`jobs`] | background work every interval, stopped with the service |
 //! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
@@ -28,6 +29,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod openapi;
 pub mod paging;
 pub mod rate_limit;
