@@ -263,7 +263,8 @@ impl Downstream {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let mut req = req.body(Full::new(body.unwrap_or_default())).map_err(|e| ClientError::Call(e.into()))?;
+        let mut req =
+            req.body(Full::new(body.unwrap_or_default())).map_err(|e| ClientError::Call(e.into()))?;
         if let Some(trace) = trace {
             req.extensions_mut().insert(trace);
         }
@@ -304,14 +305,19 @@ impl Downstream {
 /// The start of a failed answer's body, for the log line.
 fn body_of(err: &ClientError) -> Option<String> {
     match err {
-        ClientError::Status(_, body) => Some(String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()),
+        ClientError::Status(_, body) => {
+            Some(String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
+        }
         _ => None,
     }
 }
 
 /// `Retry-After` seconds a downstream sent, if any.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(header::RETRY_AFTER).and_then(|v: &HeaderValue| v.to_str().ok()?.parse().ok()).map(Duration::from_secs)
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v: &HeaderValue| v.to_str().ok()?.parse().ok())
+        .map(Duration::from_secs)
 }
 
 #[cfg(test)]

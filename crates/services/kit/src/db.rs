@@ -232,9 +232,10 @@ impl Db {
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
                 ),
             ),
-            Self::Postgres(pool) => {
-                (migrations.postgres_all(), applied!(pool, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"))
-            }
+            Self::Postgres(pool) => (
+                migrations.postgres_all(),
+                applied!(pool, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"),
+            ),
         };
         let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
         Ok(Schema {

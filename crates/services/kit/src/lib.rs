@@ -20,7 +20,12 @@
 //! | [`client`] | JSON client for a downstream behind the palisade client stack |
 //! | [`text`] | what a human-readable text field may hold (no control, invisible or bidi characters) |
 //! | [`token_check`] | asks users whether a token is still current (revocation) |
+//! | [`uow`] | the outbox event and audit entry written in a store's own transaction |
+//! | [`outbox`] | transactional outbox, CloudEvents envelopes, the relay, HTTP push |
+//! | [`audit`] | the append-only audit trail and its reader |
+//! | [`idempotency`] | server-side `Idempotency-Key`: claim, replay, expiry |
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod client_ip;
@@ -29,8 +34,10 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod jobs;
 pub mod openapi;
+pub mod outbox;
 pub mod paging;
 pub mod rate_limit;
 pub mod secret;
@@ -41,5 +48,6 @@ pub mod telemetry;
 pub mod testing;
 pub mod text;
 pub mod token_check;
+pub mod uow;
 
 pub use palisade::BoxError;

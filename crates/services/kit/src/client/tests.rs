@@ -115,7 +115,8 @@ async fn a_body_that_trickles_past_the_attempt_timeout_is_a_timeout() {
             ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(chunks))
         }),
     );
-    let config = DownstreamConfig { retry_max_attempts: 1, attempt_timeout_ms: 200, ..config(serve(app).await) };
+    let config =
+        DownstreamConfig { retry_max_attempts: 1, attempt_timeout_ms: 200, ..config(serve(app).await) };
     let client = Downstream::new("slow-body", &config).unwrap();
     let started = std::time::Instant::now();
     let err = client.get_json::<Vec<u8>>("/v1/slow-body").await.unwrap_err();
@@ -162,7 +163,8 @@ async fn the_callers_deadline_bounds_the_call_and_travels_with_it() {
 #[tokio::test]
 async fn a_body_over_the_limit_fails_the_call() {
     let app = Router::new().route("/v1/big", get(|| async { vec![b'x'; 64 * 1024] }));
-    let config = DownstreamConfig { max_response_bytes: 1024, retry_max_attempts: 1, ..config(serve(app).await) };
+    let config =
+        DownstreamConfig { max_response_bytes: 1024, retry_max_attempts: 1, ..config(serve(app).await) };
     let client = Downstream::new("big", &config).unwrap();
     let err = client.call(Method::GET, "/v1/big", None, &[], None).await.unwrap_err();
     assert!(matches!(err, ClientError::Call(_)), "{err}");
