@@ -27,8 +27,15 @@ use crate::api::AppState;
 use crate::cache::{CacheConfig, ProductCache};
 
 /// The catalog, for the `shop` binary.
-pub static SERVICE: Service =
-    Service { name: "catalog", default_port: 8082, migrations: &MIGRATIONS, openapi, routes, config_keys };
+pub static SERVICE: Service = Service {
+    name: "catalog",
+    default_port: 8082,
+    migrations: &MIGRATIONS,
+    openapi,
+    routes,
+    config_keys,
+    calls: &[],
+};
 
 /// The catalog's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {

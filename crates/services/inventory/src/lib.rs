@@ -40,8 +40,15 @@ use crate::api::AppState;
 use crate::expiry::Sweeper;
 
 /// The inventory, for the `shop` binary.
-pub static SERVICE: Service =
-    Service { name: "inventory", default_port: 8083, migrations: &MIGRATIONS, openapi, routes, config_keys };
+pub static SERVICE: Service = Service {
+    name: "inventory",
+    default_port: 8083,
+    migrations: &MIGRATIONS,
+    openapi,
+    routes,
+    config_keys,
+    calls: &[],
+};
 
 /// The inventory's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {

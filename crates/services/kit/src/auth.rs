@@ -194,7 +194,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
 const NOT_BEARER: &str = "the Authorization header must be `Bearer <token>`";
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 9110 §11.1).
-fn bearer_token(value: &HeaderValue) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(value: &HeaderValue) -> Result<&str, ApiError> {
     let value = value.to_str().map_err(|_| no_credentials(NOT_BEARER))?.trim();
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {

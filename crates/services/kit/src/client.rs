@@ -45,6 +45,7 @@ use tower::{Service, ServiceExt};
 use crate::BoxError;
 use crate::config::DownstreamConfig;
 use crate::error::ApiError;
+use crate::service_auth::ServiceSigner;
 
 type Body = RetryBody<Full<Bytes>>;
 type Http = ClientStackService<Collect>;
@@ -198,6 +199,15 @@ pub struct Downstream {
     base: String,
     http: Http,
     breaker: CircuitBreakerHandle,
+    credentials: Option<Credentials>,
+}
+
+/// The service token a [`Downstream`] sends when the call carries no `Authorization` of its own.
+#[derive(Clone, Debug)]
+struct Credentials {
+    signer: ServiceSigner,
+    audience: String,
+    scopes: &'static [&'static str],
 }
 
 impl Downstream {
@@ -207,7 +217,26 @@ impl Downstream {
         let stack = config.client_stack(peer)?;
         let breaker = stack.breaker();
         let http = tower::Layer::layer(&stack, Collect { client, limit: config.max_response_bytes });
-        Ok(Self { peer: peer.to_owned(), base: config.url.trim_end_matches('/').to_owned(), http, breaker })
+        Ok(Self {
+            peer: peer.to_owned(),
+            base: config.url.trim_end_matches('/').to_owned(),
+            http,
+            breaker,
+            credentials: None,
+        })
+    }
+
+    /// This client sends a service token for `audience` with `scopes`, signed by `signer`, on every
+    /// call without an `Authorization` header of its own ([`crate::service_auth`]).
+    #[must_use]
+    pub fn authenticated(
+        mut self,
+        signer: ServiceSigner,
+        audience: &str,
+        scopes: &'static [&'static str],
+    ) -> Self {
+        self.credentials = Some(Credentials { signer, audience: audience.to_owned(), scopes });
+        self
     }
 
     /// The downstream's name (metrics label, breaker name, log lines).
@@ -262,6 +291,15 @@ impl Downstream {
         let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             req = req.header(*name, *value);
+        }
+        if let Some(credentials) = &self.credentials
+            && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            let token = credentials
+                .signer
+                .token(&credentials.audience, credentials.scopes)
+                .map_err(ClientError::Call)?;
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let mut req =
             req.body(Full::new(body.unwrap_or_default())).map_err(|e| ClientError::Call(e.into()))?;

@@ -371,6 +371,15 @@ pub struct ServiceConfig {
     pub compress_min_bytes: u64,
     /// Client settings per downstream service, by name.
     pub downstreams: BTreeMap<String, DownstreamConfig>,
+    /// The id of this service's signing key (`kid` of its service tokens; see
+    /// [`crate::service_auth`]). Default `<service>-1`.
+    pub signing_key_id: String,
+    /// This service's Ed25519 seed (base64url, from `shop keygen`) for its service tokens. Empty:
+    /// a key is generated at start, trusted only by the services of the same `shop` process.
+    pub signing_key: Secret<String>,
+    /// Keys of other services whose tokens this service accepts, by key id, with the scopes each
+    /// may use here.
+    pub trusted_keys: BTreeMap<String, crate::service_auth::TrustedKey>,
 }
 
 impl ServiceConfig {
@@ -404,7 +413,20 @@ impl ServiceConfig {
             cors_allowed_origins: Vec::new(),
             compress_min_bytes: 1_024,
             downstreams: BTreeMap::new(),
+            signing_key_id: format!("{service}-1"),
+            signing_key: Secret::new(String::new()),
+            trusted_keys: BTreeMap::new(),
         }
+    }
+
+    /// This service's signer: the configured key, or a new one (see `signing_key`).
+    pub fn signer(&self, service: &str) -> Result<crate::service_auth::ServiceSigner, BoxError> {
+        let pair = if self.signing_key.expose().is_empty() {
+            crate::service_auth::KeyPair::generate()?
+        } else {
+            crate::service_auth::KeyPair::from_seed(self.signing_key.expose())?
+        };
+        Ok(crate::service_auth::ServiceSigner::new(service, &self.signing_key_id, &pair))
     }
 
     /// The server timeout.
@@ -484,6 +506,14 @@ impl ServiceConfig {
             if let Err(problem) = downstream.validate(peer) {
                 problems.push(format!("{service}.downstreams.{peer}: {problem}"));
             }
+        }
+        if !self.signing_key.expose().is_empty()
+            && let Err(problem) = crate::service_auth::KeyPair::from_seed(self.signing_key.expose())
+        {
+            problems.push(format!("{service}.{problem}"));
+        }
+        if let Err(problem) = crate::service_auth::ServiceVerifier::new(service, &self.trusted_keys) {
+            problems.push(format!("{service}.{problem}"));
         }
         invalid(&problems)
     }

@@ -16,6 +16,7 @@
 //! | [`jobs`] | background work every interval, stopped with the service |
 //! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
+//! | [`service_auth`] | service-to-service tokens: Ed25519 per service, audience, scopes |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
 //! | [`client`] | JSON client for a downstream behind the palisade client stack |
 //! | [`text`] | what a human-readable text field may hold (no control, invisible or bidi characters) |
@@ -43,6 +44,7 @@ pub mod rate_limit;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod service_auth;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

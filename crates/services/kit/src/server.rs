@@ -72,6 +72,8 @@ pub fn app(
         .build()?;
     let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
         .map_err(|problem| InvalidConfig::new("trusted_proxies", problem))?;
+    let service_tokens = crate::service_auth::ServiceVerifier::new(name, &config.trusted_keys)
+        .map_err(|problem| InvalidConfig::new("trusted_keys", problem))?;
     let prometheus = telemetry::prometheus();
     let metrics = get(move || {
         let body = prometheus.render();
@@ -104,6 +106,7 @@ pub fn app(
                 .layer(Extension(keys))
                 .option_layer(token_checker.map(Extension))
                 .layer(Extension(trusted_proxies))
+                .layer(Extension(service_tokens))
                 .layer(DefaultBodyLimit::max(config.body_limit_bytes))
                 .layer(ProblemContextLayer)
                 // Inside the problem context: a panic's 500 carries `instance` and `trace_id`.

@@ -28,6 +28,7 @@ use crate::config::{self, DownstreamConfig, GlobalConfig, ServiceConfig, Setting
 use crate::db::{Db, Migrations};
 use crate::health::Health;
 use crate::server::{self, Server, Shutdown};
+use crate::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use crate::token_check::UsersTokenCheck;
 
 /// What a service's `routes` function returns.
@@ -44,6 +45,17 @@ pub struct Context {
     pub settings: Settings,
     /// The service's database, migrated.
     pub db: Db,
+    /// Signs this service's tokens for the services it calls ([`crate::service_auth`]).
+    pub signer: ServiceSigner,
+}
+
+/// A service another one calls with its own service token, and the scopes it asks for there.
+#[derive(Debug)]
+pub struct Calls {
+    /// The callee.
+    pub service: &'static str,
+    /// The scopes the caller's tokens carry for it (`inventory:reserve`).
+    pub scopes: &'static [&'static str],
 }
 
 /// A runnable service.
@@ -63,6 +75,9 @@ pub struct Service {
     /// `admin_email`, `login_limits.per_account`, …), usually from [`config::keys_of`]; the kit's
     /// own keys are known without it. A key set under the service that neither lists is refused.
     pub config_keys: fn() -> Vec<String>,
+    /// The services this one calls with service tokens, and with which scopes: in `shop all`, each
+    /// callee trusts this service's key for exactly these scopes unless configured otherwise.
+    pub calls: &'static [Calls],
 }
 
 /// A service's assembled application, not yet bound.
@@ -142,7 +157,8 @@ impl Service {
         let keys =
             JwtKeys::new(global.jwt_secret.expose().as_bytes(), Duration::from_secs(global.jwt_ttl_secs));
         let health = Health::new(db.clone(), Duration::from_millis(config.readiness_timeout_ms));
-        let context = Context { config: config.clone(), global, settings: settings.clone(), db };
+        let signer = config.signer(self.name)?;
+        let context = Context { config: config.clone(), global, settings: settings.clone(), db, signer };
         let api = (self.routes)(context).await?;
         let checker = self.token_checker(&config)?;
         let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone(), checker)?;
@@ -174,6 +190,7 @@ impl Service {
     pub fn known_keys(&self) -> Vec<String> {
         let mut keys = config::keys_of(self.name, &ServiceConfig::defaults(self.name, self.default_port));
         keys.extend(config::keys_of(&format!("{}.downstreams.*", self.name), &DownstreamConfig::default()));
+        keys.extend(config::keys_of(&format!("{}.trusted_keys.*", self.name), &TrustedKey::default()));
         keys.extend((self.config_keys)().into_iter().map(|key| format!("{}.{key}", self.name)));
         keys
     }
@@ -209,7 +226,7 @@ pub fn check_keys(services: &[&Service], settings: &Settings) -> Result<(), BoxE
 pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
     let shutdown = Shutdown::on_signal();
     let mut running = tokio::task::JoinSet::new();
-    let mut settings = settings.clone();
+    let mut settings = wire_service_keys(services, settings)?;
     for service in services {
         let server =
             service.app(&settings).await?.bind().await.map_err(|e| format!("{}: bind: {e}", service.name))?;
@@ -233,6 +250,49 @@ pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxEr
         result??;
     }
     Ok(())
+}
+
+/// Gives each of `services` without a configured `signing_key` a new one, and makes each callee in
+/// this process trust each caller's key for the scopes the caller declares ([`Service::calls`]),
+/// unless the callee's `trusted_keys` already names that key. Configured keys are left alone, so a
+/// deployment states its trust explicitly.
+fn wire_service_keys(services: &[&Service], settings: &Settings) -> Result<Settings, BoxError> {
+    let mut wired = settings.clone();
+    for caller in services {
+        let config = settings.service(caller.name, caller.default_port)?;
+        let seed = if config.signing_key.expose().is_empty() {
+            let pair = KeyPair::generate()?;
+            wired = wired.with_default(&format!("{}.signing_key", caller.name), pair.seed().expose());
+            if !caller.calls.is_empty() {
+                tracing::warn!(
+                    service = caller.name,
+                    "no signing_key: using a new key, which only the services of this process trust; \
+                     set SHOP__{}__SIGNING_KEY (`shop keygen`) and the callees' trusted_keys",
+                    caller.name.to_uppercase()
+                );
+            }
+            pair
+        } else {
+            KeyPair::from_seed(config.signing_key.expose())?
+        };
+        for call in caller.calls {
+            if !services.iter().any(|s| s.name == call.service) {
+                continue;
+            }
+            let callee = settings.service(call.service, 0)?;
+            if callee.trusted_keys.contains_key(&config.signing_key_id) {
+                continue;
+            }
+            let key = format!("{}.trusted_keys.{}", call.service, config.signing_key_id);
+            let trusted = TrustedKey {
+                issuer: caller.name.to_owned(),
+                public_key: seed.public_key(),
+                scopes: call.scopes.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            wired = wired.with_default(&key, trusted);
+        }
+    }
+    Ok(wired)
 }
 
 /// Applies every service's migrations.
@@ -275,16 +335,19 @@ mod tests {
             Figment::new()
                 .merge(("jwt_secret", "jwt-secret-that-must-never-be-printed"))
                 .merge(("catalog.database_url", "postgres://shop:pa55word@db.internal/catalog"))
-                .merge(("users.admin_password", "admin-password-never-printed")),
+                .merge(("users.admin_password", "admin-password-never-printed"))
+                .merge(("catalog.signing_key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")),
         );
+        let config = settings.service("catalog", 8082).unwrap();
         let context = Context {
-            config: settings.service("catalog", 8082).unwrap(),
+            signer: config.signer("catalog").unwrap(),
+            config,
             global: settings.global().unwrap(),
             settings,
             db: Db::connect(&temp_sqlite_url("context-debug"), 1).await.unwrap(),
         };
         let printed = format!("{context:?}");
-        for secret in ["jwt-secret-that-must", "pa55word", "admin-password-never"] {
+        for secret in ["jwt-secret-that-must", "pa55word", "admin-password-never", "AAECAwQFBgcICQoLDA0O"] {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("catalog.database_url"), "the keys are still listed: {printed}");

@@ -1,5 +1,5 @@
 //! [`UnitOfWork`]: what a store writes beside its domain rows, in the same transaction — an outbox
-//! [`Event`](crate::outbox::Event), an [`AuditEntry`](crate::audit::AuditEntry) — so the change, its
+//! [`Event`], an [`AuditEntry`] — so the change, its
 //! announcement and its record commit together or not at all.
 //!
 //! Implemented for both backends' connections, so inside a [`sql_store!`](crate::sql_store) body

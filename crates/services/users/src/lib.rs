@@ -33,8 +33,15 @@ use crate::config::UsersConfig;
 use crate::password::Hasher;
 
 /// The users service, for the `shop` binary.
-pub static SERVICE: Service =
-    Service { name: "users", default_port: 8081, migrations: &MIGRATIONS, openapi, routes, config_keys };
+pub static SERVICE: Service = Service {
+    name: "users",
+    default_port: 8081,
+    migrations: &MIGRATIONS,
+    openapi,
+    routes,
+    config_keys,
+    calls: &[],
+};
 
 /// The users service's embedded migrations.
 pub static MIGRATIONS: Migrations = Migrations {
