@@ -12,6 +12,7 @@
 //!
 //! - **Scope**: keys belong to the caller (the token's `sub`): two callers' keys never collide, and
 //!   nobody replays another's answer. The route must be authenticated; the middleware answers 401 itself.
+//!   A service token's keys belong to the service (`service:<name>`).
 //! - **Fingerprint**: SHA-256 of method, path with query, and body bytes.
 //! - **What is stored**: 2xx and 4xx answers, errors included (a replay of a declined payment is
 //!   declined again), except 408, 425 and 429, which say "try again". A 5xx (or a handler that never
@@ -39,11 +40,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::auth::AuthUser;
 use crate::db::{Db, SqlPool as _, StoreError};
 use crate::error::ApiError;
 use crate::jobs::Job;
 use crate::outbox::millis;
+use crate::service_auth::Principal;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -337,7 +338,8 @@ pub async fn layer(State(this): State<Idempotency>, request: Request, next: Next
 async fn guarded(this: &Idempotency, request: Request, next: Next) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
     let key = key_of(&parts.headers).map_err(IntoResponse::into_response)?;
-    let caller = AuthUser::from_request_parts(&mut parts, &()).await.map_err(IntoResponse::into_response)?;
+    let caller =
+        Principal::from_request_parts(&mut parts, &()).await.map_err(IntoResponse::into_response)?.scope();
     let bytes = axum::body::to_bytes(body, this.body_limit).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE)
             .with_detail(format!("the request body is larger than {} bytes", this.body_limit))
@@ -345,7 +347,7 @@ async fn guarded(this: &Idempotency, request: Request, next: Next) -> Result<Res
     })?;
     let fingerprint = fingerprint(&parts, &bytes);
     let found =
-        this.claim(&caller.id, &key, &fingerprint).await.map_err(|e| ApiError::from(e).into_response())?;
+        this.claim(&caller, &key, &fingerprint).await.map_err(|e| ApiError::from(e).into_response())?;
     match found {
         Found::Claimed => {}
         Found::Done(response) => return Ok(response),
@@ -363,7 +365,7 @@ async fn guarded(this: &Idempotency, request: Request, next: Next) -> Result<Res
                 .into_response());
         }
     }
-    let claim = Claim(Arc::new(ClaimInner { scope: caller.id, key, stored: AtomicBool::new(false) }));
+    let claim = Claim(Arc::new(ClaimInner { scope: caller, key, stored: AtomicBool::new(false) }));
     parts.extensions.insert(claim.clone());
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     Ok(settle(this, &claim, response).await)

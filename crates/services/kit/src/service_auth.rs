@@ -297,11 +297,44 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Service(service) => Ok(Self::Service(service)),
+            Principal::User(user) if user.role == Role::Admin => Ok(Self::Admin(user)),
+            Principal::User(_) => Err(ApiError::forbidden("this operation is for other services and admins")),
+        }
+    }
+}
+
+/// Whoever is authenticated: a user (any role) or a service. For routes open to both, such as
+/// idempotent POSTs whose keys belong to the caller ([`Principal::scope`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A user token.
+    User(AuthUser),
+    /// A service token.
+    Service(ServiceCaller),
+}
+
+impl Principal {
+    /// A name unique per caller: the user's id, or `service:<name>`.
+    pub fn scope(&self) -> String {
+        match self {
+            Self::User(user) => user.id.clone(),
+            Self::Service(service) => format!("service:{}", service.name),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| crate::auth::bearer_token(v).ok())
             .map(str::to_owned);
+        // Service tokens are EdDSA; user tokens are HS256 (decision 007).
         let is_service = token
             .as_deref()
             .and_then(|t| jsonwebtoken::decode_header(t).ok())
@@ -313,12 +346,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 .ok_or_else(|| ApiError::unauthorized("this service accepts no service tokens"))?;
             return verifier.verify(&token).map(Self::Service);
         }
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if user.role == Role::Admin {
-            Ok(Self::Admin(user))
-        } else {
-            Err(ApiError::forbidden("this operation is for other services and admins"))
-        }
+        AuthUser::from_request_parts(parts, state).await.map(Self::User)
     }
 }
 
