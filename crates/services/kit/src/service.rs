@@ -27,6 +27,9 @@ use crate::auth::{JwtKeys, TOKEN_ISSUER, TokenChecker};
 use crate::config::{self, DownstreamConfig, GlobalConfig, ServiceConfig, Settings};
 use crate::db::{Db, Migrations};
 use crate::health::Health;
+use crate::idempotency::{Idempotency, IdempotencyConfig};
+use crate::jobs::Job;
+use crate::outbox::{OutboxConfig, SubscriberConfig};
 use crate::server::{self, Server, Shutdown};
 use crate::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use crate::token_check::UsersTokenCheck;
@@ -37,6 +40,8 @@ pub type RoutesFuture = Pin<Box<dyn Future<Output = Result<Router, BoxError>> + 
 /// Everything a service needs to build its routes.
 #[derive(Clone, Debug)]
 pub struct Context {
+    /// The service's name.
+    pub name: &'static str,
     /// This service's settings.
     pub config: ServiceConfig,
     /// Settings shared by all services.
@@ -47,6 +52,24 @@ pub struct Context {
     pub db: Db,
     /// Signs this service's tokens for the services it calls ([`crate::service_auth`]).
     pub signer: ServiceSigner,
+}
+
+impl Context {
+    /// This service's server-side `Idempotency-Key` store (settings `<service>.idempotency`), and
+    /// the job that removes expired keys: keep the job for as long as the routes live.
+    pub fn idempotency(&self) -> Result<(Idempotency, Job), BoxError> {
+        let config: IdempotencyConfig = self.settings.extract(&format!("{}.idempotency", self.name))?;
+        if config.retention_secs == 0 || config.lock_secs == 0 {
+            return Err(format!(
+                "{0}.idempotency.retention_secs and {0}.idempotency.lock_secs must be at least 1",
+                self.name
+            )
+            .into());
+        }
+        let idempotency = Idempotency::new(self.db.clone(), config, self.config.body_limit_bytes);
+        let expiry = idempotency.spawn_expiry();
+        Ok((idempotency, expiry))
+    }
 }
 
 /// A service another one calls with its own service token, and the scopes it asks for there.
@@ -158,7 +181,14 @@ impl Service {
             JwtKeys::new(global.jwt_secret.expose().as_bytes(), Duration::from_secs(global.jwt_ttl_secs));
         let health = Health::new(db.clone(), Duration::from_millis(config.readiness_timeout_ms));
         let signer = config.signer(self.name)?;
-        let context = Context { config: config.clone(), global, settings: settings.clone(), db, signer };
+        let context = Context {
+            name: self.name,
+            config: config.clone(),
+            global,
+            settings: settings.clone(),
+            db,
+            signer,
+        };
         let api = (self.routes)(context).await?;
         let checker = self.token_checker(&config)?;
         let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone(), checker)?;
@@ -191,6 +221,12 @@ impl Service {
         let mut keys = config::keys_of(self.name, &ServiceConfig::defaults(self.name, self.default_port));
         keys.extend(config::keys_of(&format!("{}.downstreams.*", self.name), &DownstreamConfig::default()));
         keys.extend(config::keys_of(&format!("{}.trusted_keys.*", self.name), &TrustedKey::default()));
+        keys.extend(config::keys_of(&format!("{}.idempotency", self.name), &IdempotencyConfig::default()));
+        keys.extend(config::keys_of(&format!("{}.events", self.name), &OutboxConfig::default()));
+        keys.extend(config::keys_of(
+            &format!("{}.events.subscribers.*", self.name),
+            &SubscriberConfig::default(),
+        ));
         keys.extend((self.config_keys)().into_iter().map(|key| format!("{}.{key}", self.name)));
         keys
     }
@@ -340,6 +376,7 @@ mod tests {
         );
         let config = settings.service("catalog", 8082).unwrap();
         let context = Context {
+            name: "catalog",
             signer: config.signer("catalog").unwrap(),
             config,
             global: settings.global().unwrap(),
