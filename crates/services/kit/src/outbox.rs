@@ -1,5 +1,5 @@
 //! The transactional outbox: a service announces a change by writing an [`Event`] in the change's own
-//! transaction ([`UnitOfWork::publish`](crate::uow::UnitOfWork::publish)); the [`Relay`] delivers it
+//! transaction ([`UnitOfWork::publish`](crate::uow::UnitOfWork::publish)); the relay ([`Outbox::spawn_relay`]) delivers it
 //! afterwards, at least once, to every subscriber of its type, through a [`Transport`].
 //!
 //! - **Envelope**: CloudEvents 1.0, structured JSON (`application/cloudevents+json`, [`Envelope`]),
@@ -42,9 +42,12 @@ use crate::client::Downstream;
 use crate::config::DownstreamConfig;
 use crate::db::{Db, StoreError};
 use crate::jobs::Job;
+use crate::service_auth::ServiceSigner;
 
 /// The `Content-Type` of a structured CloudEvent.
 pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+/// The scope a producer's service token carries on its pushes to a subscriber.
+pub const DELIVER_SCOPE: &str = "events:deliver";
 
 /// A new event, written with [`UnitOfWork::publish`](crate::uow::UnitOfWork::publish).
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +136,7 @@ pub struct SubscriberConfig {
     pub url: String,
     /// Where it accepts events (default `/v1/events`).
     pub path: String,
-    /// The event types it wants: exact (`order.confirmed`), a prefix (`order.*`) or `*`.
+    /// The event types it wants: exact (`order.confirmed`), a prefix (`order.*`) or `*` (default).
     pub types: Vec<String>,
     /// Timeout of one delivery attempt (the relay retries with its own backoff).
     pub attempt_timeout_ms: u64,
@@ -144,7 +147,7 @@ impl Default for SubscriberConfig {
         Self {
             url: String::new(),
             path: "/v1/events".to_owned(),
-            types: Vec::new(),
+            types: vec!["*".to_owned()],
             attempt_timeout_ms: 2_000,
         }
     }
@@ -240,8 +243,12 @@ pub struct HttpPush {
 }
 
 impl HttpPush {
-    /// A transport for the subscribers in `config`.
-    pub fn new(config: &OutboxConfig) -> Result<Self, palisade::InvalidConfig> {
+    /// A transport for the subscribers in `config`. With `signer`, each push carries the producer's
+    /// service token for the subscriber (audience: the subscriber's name, scope [`DELIVER_SCOPE`]).
+    pub fn new(
+        config: &OutboxConfig,
+        signer: Option<&ServiceSigner>,
+    ) -> Result<Self, palisade::InvalidConfig> {
         let subscribers = config
             .subscribers
             .iter()
@@ -254,7 +261,11 @@ impl HttpPush {
                     retry_max_attempts: 1,
                     ..DownstreamConfig::default()
                 };
-                Ok((name.clone(), subscriber.clone(), Downstream::new(&format!("events-{name}"), &client)?))
+                let mut downstream = Downstream::new(&format!("events-{name}"), &client)?;
+                if let Some(signer) = signer {
+                    downstream = downstream.authenticated(signer.clone(), name, &[DELIVER_SCOPE]);
+                }
+                Ok((name.clone(), subscriber.clone(), downstream))
             })
             .collect::<Result<_, palisade::InvalidConfig>>()?;
         Ok(Self { subscribers })
@@ -591,6 +602,8 @@ pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
+
+pub mod admin;
 
 #[cfg(test)]
 mod tests;

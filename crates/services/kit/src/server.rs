@@ -45,6 +45,7 @@ use crate::client_ip::TrustedProxies;
 use crate::config::ServiceConfig;
 use crate::error::{ProblemContextLayer, not_found};
 use crate::health::Health;
+use crate::jobs::Job;
 use crate::telemetry;
 
 /// The full application of service `name`: `api` (its `/v1` routes, state applied) plus the
@@ -211,13 +212,26 @@ pub struct Server {
     app: Router,
     health: Health,
     limits: Limits,
+    jobs: Vec<Job>,
 }
 
 impl Server {
     /// Binds `addr` (port 0: any free port).
     pub async fn bind(addr: &str, app: Router, health: Health, limits: Limits) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, app, health, limits })
+        Ok(Self { listener, app, health, limits, jobs: Vec::new() })
+    }
+
+    /// Serves on `listener`, already bound.
+    pub fn new(listener: TcpListener, app: Router, health: Health, limits: Limits) -> Self {
+        Self { listener, app, health, limits, jobs: Vec::new() }
+    }
+
+    /// Keeps `jobs` running for as long as the server runs.
+    #[must_use]
+    pub fn with_jobs(mut self, jobs: Vec<Job>) -> Self {
+        self.jobs.extend(jobs);
+        self
     }
 
     /// The bound address.
@@ -230,7 +244,7 @@ impl Server {
     /// grace to finish (HTTP/1 ones are closed after their current response, HTTP/2 ones get a
     /// GOAWAY), what is still open after it is closed, and the database pool closes.
     pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
-        let Self { listener, app, health, limits } = self;
+        let Self { listener, app, health, limits, jobs: _jobs } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

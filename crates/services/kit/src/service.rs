@@ -15,8 +15,10 @@
 //! 4. `cargo run --bin shop -- openapi` writes `openapi/<name>.json`; copy the catalog's tests
 //!    (`tests/store_contract.rs`, `tests/api.rs`, including the OpenAPI drift test).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,7 +31,7 @@ use crate::db::{Db, Migrations};
 use crate::health::Health;
 use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::jobs::Job;
-use crate::outbox::{OutboxConfig, SubscriberConfig};
+use crate::outbox::{self, HttpPush, Outbox, OutboxConfig, SubscriberConfig};
 use crate::server::{self, Server, Shutdown};
 use crate::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use crate::token_check::UsersTokenCheck;
@@ -114,13 +116,23 @@ pub struct App {
     pub config: ServiceConfig,
     /// The JWT keys (tests issue tokens with them).
     pub keys: JwtKeys,
+    /// The kit's background jobs (the outbox relay): they stop when this app's server stops.
+    pub jobs: Vec<Job>,
 }
 
 impl App {
+    /// Serves on `listener` (already bound) instead of the configured address.
+    pub fn serve_on(self, listener: tokio::net::TcpListener) -> Server {
+        Server::new(listener, self.router, self.health, server::Limits::from_config(&self.config))
+            .with_jobs(self.jobs)
+    }
+
     /// Binds the configured host and port.
     pub async fn bind(self) -> std::io::Result<Server> {
         let addr = format!("{}:{}", self.config.host, self.config.port);
-        Server::bind(&addr, self.router, self.health, server::Limits::from_config(&self.config)).await
+        let server =
+            Server::bind(&addr, self.router, self.health, server::Limits::from_config(&self.config)).await?;
+        Ok(server.with_jobs(self.jobs))
     }
 }
 
@@ -181,6 +193,8 @@ impl Service {
             JwtKeys::new(global.jwt_secret.expose().as_bytes(), Duration::from_secs(global.jwt_ttl_secs));
         let health = Health::new(db.clone(), Duration::from_millis(config.readiness_timeout_ms));
         let signer = config.signer(self.name)?;
+        let outbox = self.outbox(settings, &db, &signer)?;
+        let relay = outbox.spawn_relay();
         let context = Context {
             name: self.name,
             config: config.clone(),
@@ -189,10 +203,26 @@ impl Service {
             db,
             signer,
         };
-        let api = (self.routes)(context).await?;
+        let api = (self.routes)(context).await?.merge(outbox::admin::router(outbox));
         let checker = self.token_checker(&config)?;
-        let router = server::app(self.name, api, (self.openapi)(), &health, &config, keys.clone(), checker)?;
-        Ok(App { router, health, config, keys })
+        let router = server::app(self.name, api, self.document(), &health, &config, keys.clone(), checker)?;
+        Ok(App { router, health, config, keys, jobs: vec![relay] })
+    }
+
+    /// The service's OpenAPI document, with the routes the kit adds to every service.
+    pub fn document(&self) -> OpenApi {
+        let mut doc = (self.openapi)();
+        doc.merge(<outbox::admin::AdminDoc as utoipa::OpenApi>::openapi());
+        doc
+    }
+
+    /// The service's outbox (settings `<service>.events`): every service has one, so any can
+    /// publish; its relay pushes to the configured subscribers with this service's token.
+    fn outbox(&self, settings: &Settings, db: &Db, signer: &ServiceSigner) -> Result<Outbox, BoxError> {
+        let config: OutboxConfig = settings.extract(&format!("{}.events", self.name))?;
+        config.validate(self.name)?;
+        let push = HttpPush::new(&config, Some(signer))?;
+        Ok(Outbox::new(self.name, db.clone(), config, Arc::new(push)))
     }
 
     /// How this service tells a revoked token: users checks its own database (its routes install
@@ -258,25 +288,39 @@ pub fn check_keys(services: &[&Service], settings: &Settings) -> Result<(), BoxE
     .into())
 }
 
+/// The service that consumes events: in `shop all`, every other service's outbox pushes to it
+/// unless `<service>.events.subscribers.notifications` is configured.
+pub const EVENT_CONSUMER: &str = "notifications";
+
 /// Starts every service, prints its URLs, and serves until Ctrl-C/SIGTERM.
+///
+/// Every listener is bound first, so each service's settings can name the others' real addresses:
+/// a caller's `downstreams.<callee>.url` (users for token checks, and each [`Service::calls`]) and
+/// the producers' `events.subscribers.notifications`, each unless configured.
 pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
     let shutdown = Shutdown::on_signal();
-    let mut running = tokio::task::JoinSet::new();
-    let mut settings = wire_service_keys(services, settings)?;
+    let mut listeners = Vec::with_capacity(services.len());
     for service in services {
-        let server =
-            service.app(&settings).await?.bind().await.map_err(|e| format!("{}: bind: {e}", service.name))?;
-        if service.name == TOKEN_ISSUER {
-            // The others check tokens with this users, unless configured to use another.
-            let mut addr = server.local_addr();
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            for other in services.iter().filter(|s| s.name != TOKEN_ISSUER) {
-                let key = format!("{}.downstreams.{TOKEN_ISSUER}.url", other.name);
-                settings = settings.with_default(&key, format!("http://{addr}"));
-            }
+        let config = settings.service(service.name, service.default_port)?;
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("{}: cannot listen on {addr}: {e}", service.name))?;
+        listeners.push(listener);
+    }
+    let mut addresses = Vec::with_capacity(services.len());
+    for (service, listener) in services.iter().zip(&listeners) {
+        let mut addr = listener.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        addresses.push((service.name, format!("http://{addr}")));
+    }
+    let settings = wire_addresses(services, settings, &addresses);
+    let settings = wire_service_keys(services, &settings)?;
+    let mut running = tokio::task::JoinSet::new();
+    for (service, listener) in services.iter().zip(listeners) {
+        let server = service.app(&settings).await?.serve_on(listener);
         let base = format!("http://{}", server.local_addr());
         println!("{:<10} API {base}/v1  Swagger UI {base}/docs  metrics {base}/metrics", service.name);
         tracing::info!(service = service.name, address = %server.local_addr(), "listening");
@@ -286,6 +330,24 @@ pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxEr
         result??;
     }
     Ok(())
+}
+
+/// Defaults for the addresses of the other services of this process (see [`run`]).
+fn wire_addresses(services: &[&Service], settings: &Settings, addresses: &[(&str, String)]) -> Settings {
+    let mut wired = settings.clone();
+    for caller in services {
+        for (callee, url) in addresses.iter().filter(|(name, _)| *name != caller.name) {
+            let calls = *callee == TOKEN_ISSUER || caller.calls.iter().any(|call| call.service == *callee);
+            if calls {
+                wired = wired.with_default(&format!("{}.downstreams.{callee}.url", caller.name), url.clone());
+            }
+            if *callee == EVENT_CONSUMER {
+                wired = wired
+                    .with_default(&format!("{}.events.subscribers.{callee}.url", caller.name), url.clone());
+            }
+        }
+    }
+    wired
 }
 
 /// Gives each of `services` without a configured `signing_key` a new one, and makes each callee in
@@ -299,7 +361,7 @@ fn wire_service_keys(services: &[&Service], settings: &Settings) -> Result<Setti
         let seed = if config.signing_key.expose().is_empty() {
             let pair = KeyPair::generate()?;
             wired = wired.with_default(&format!("{}.signing_key", caller.name), pair.seed().expose());
-            if !caller.calls.is_empty() {
+            if !caller.calls.is_empty() && services.len() == 1 {
                 tracing::warn!(
                     service = caller.name,
                     "no signing_key: using a new key, which only the services of this process trust; \
@@ -311,20 +373,26 @@ fn wire_service_keys(services: &[&Service], settings: &Settings) -> Result<Setti
         } else {
             KeyPair::from_seed(config.signing_key.expose())?
         };
+        // What the caller sends each callee: its declared calls, and its events to each subscriber.
+        let events: OutboxConfig = settings.extract(&format!("{}.events", caller.name))?;
+        let mut scopes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for call in caller.calls {
-            if !services.iter().any(|s| s.name == call.service) {
+            scopes.entry(call.service).or_default().extend(call.scopes.iter().map(|s| (*s).to_owned()));
+        }
+        for subscriber in events.subscribers.keys() {
+            scopes.entry(subscriber.as_str()).or_default().push(outbox::DELIVER_SCOPE.to_owned());
+        }
+        for (callee_name, scopes) in scopes {
+            if callee_name == caller.name || !services.iter().any(|s| s.name == callee_name) {
                 continue;
             }
-            let callee = settings.service(call.service, 0)?;
+            let callee = settings.service(callee_name, 0)?;
             if callee.trusted_keys.contains_key(&config.signing_key_id) {
                 continue;
             }
-            let key = format!("{}.trusted_keys.{}", call.service, config.signing_key_id);
-            let trusted = TrustedKey {
-                issuer: caller.name.to_owned(),
-                public_key: seed.public_key(),
-                scopes: call.scopes.iter().map(|s| (*s).to_owned()).collect(),
-            };
+            let key = format!("{callee_name}.trusted_keys.{}", config.signing_key_id);
+            let trusted =
+                TrustedKey { issuer: caller.name.to_owned(), public_key: seed.public_key(), scopes };
             wired = wired.with_default(&key, trusted);
         }
     }
@@ -343,7 +411,7 @@ pub async fn migrate(services: &[&Service], settings: &Settings) -> Result<(), B
 
 /// The OpenAPI document of `service` as the committed file holds it (pretty JSON, trailing newline).
 pub fn openapi_json(service: &Service) -> Result<String, BoxError> {
-    Ok((service.openapi)().to_pretty_json()? + "\n")
+    Ok(service.document().to_pretty_json()? + "\n")
 }
 
 /// Writes `dir/<name>.json` for every service.

@@ -75,7 +75,7 @@ fn config(subscribers: &[(&str, &str, &[&str])]) -> OutboxConfig {
 }
 
 fn outbox(db: &Db, config: OutboxConfig) -> Outbox {
-    let push = HttpPush::new(&config).unwrap();
+    let push = HttpPush::new(&config, None).unwrap();
     Outbox::new("users", db.clone(), config, Arc::new(push))
 }
 
@@ -215,4 +215,48 @@ async fn the_database_refuses_to_change_or_delete_audit_entries() {
         let filter = AuditFilter { entity_id: Some("p-2".to_owned()), ..AuditFilter::default() };
         assert!(log.list(&filter, 10, 0).await.unwrap().is_empty());
     }
+}
+
+#[tokio::test]
+async fn admins_list_and_replay_dead_events_and_nobody_else_can() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Duration;
+
+    use crate::auth::{JwtKeys, Role};
+    use crate::testing::{send, token};
+
+    let db = databases("outbox-admin").await.remove(0);
+    let failing = subscriber(Arc::new(Mutex::new(StatusCode::SERVICE_UNAVAILABLE))).await;
+    let outbox = outbox(&db, config(&[("mail", &failing.0, &["*"])]));
+    let event = Event::new("order.failed", "o-9", &serde_json::json!({})).unwrap();
+    publish(&db, &event, true).await;
+    for _ in 0..3 {
+        relay(&outbox).await;
+    }
+    let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
+    let router = super::admin::router(outbox.clone()).layer(axum::Extension(keys.clone()));
+    let request = |method: &str, uri: &str, role: Role| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", token(&keys, role)))
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let customer = send(&router, request("GET", "/v1/admin/events/dead", Role::Customer)).await;
+    assert_eq!(customer.0, StatusCode::FORBIDDEN);
+    let listed = send(&router, request("GET", "/v1/admin/events/dead?limit=10", Role::Admin)).await;
+    assert_eq!(listed.0, StatusCode::OK, "{:?}", listed.2);
+    assert_eq!(listed.2["items"][0]["event"]["id"], event.id.to_string());
+    assert_eq!(listed.2["items"][0]["attempts"], 3);
+    let bad = send(&router, request("GET", "/v1/admin/events/dead?limit=0", Role::Admin)).await;
+    assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let path = format!("/v1/admin/events/{}/replay", event.id);
+    assert_eq!(send(&router, request("POST", &path, Role::Customer)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&router, request("POST", &path, Role::Admin)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(send(&router, request("POST", &path, Role::Admin)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(outbox.counts().await.unwrap(), (1, 0), "back in line");
 }
