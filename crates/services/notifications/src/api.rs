@@ -93,7 +93,7 @@ async fn receive_event(
         .map(|id| id.to_string())
         .unwrap_or_default();
     tracing::info!(
-        trace_id,
+        trace_id = %trace_id,
         event_id = %event.id,
         source = %event.source,
         r#type = %event.event_type,
