@@ -23,6 +23,7 @@
 //! | [`token_check`] | asks users whether a token is still current (revocation) |
 //! | [`uow`] | the outbox event and audit entry written in a store's own transaction |
 //! | [`outbox`] | transactional outbox, CloudEvents envelopes, the relay, HTTP push |
+//! | [`inbox`] | consumer-side dedupe of events delivered at least once, in the effect's transaction |
 //! | [`audit`] | the append-only audit trail and its reader |
 //! | [`idempotency`] | server-side `Idempotency-Key`: claim, replay, expiry |
 
@@ -36,6 +37,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod inbox;
 pub mod jobs;
 pub mod openapi;
 pub mod outbox;
