@@ -181,20 +181,19 @@ async fn charge(
     caller.require("payments:charge")?;
     request.validate().map_err(ApiError::validation)?;
     let (stop, reason) = stop_at(deadline.map(|Extension(d)| d), state.request_timeout);
-    let outcome = match tokio::time::timeout_at(stop, state.provider.charge(request.amount.amount)).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            metrics::counter!(ABANDONED, "reason" => reason).increment(1);
-            tracing::warn!(order_id = %request.order_id, reason, "payment provider call abandoned: out of time");
-            let err = ApiError::new(StatusCode::GATEWAY_TIMEOUT).with_detail(
-                "the payment provider did not answer before the request's deadline; nothing was charged",
-            );
-            return Err(if reason == "deadline" {
-                err.with_type(DEADLINE_EXCEEDED, "Deadline exceeded")
-            } else {
-                err.with_type(TIMEOUT, "Timeout")
-            });
-        }
+    // Dropping the provider's future at `stop` is what stops its work.
+    let Ok(outcome) = tokio::time::timeout_at(stop, state.provider.charge(request.amount.amount)).await
+    else {
+        metrics::counter!(ABANDONED, "reason" => reason).increment(1);
+        tracing::warn!(order_id = %request.order_id, reason, "payment provider call abandoned: out of time");
+        let err = ApiError::new(StatusCode::GATEWAY_TIMEOUT).with_detail(
+            "the payment provider did not answer before the request's deadline; nothing was charged",
+        );
+        return Err(if reason == "deadline" {
+            err.with_type(DEADLINE_EXCEEDED, "Deadline exceeded")
+        } else {
+            err.with_type(TIMEOUT, "Timeout")
+        });
     };
     let (status, decline_reason) = match outcome {
         Outcome::Captured => (PaymentStatus::Captured, None),

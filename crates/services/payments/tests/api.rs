@@ -133,7 +133,7 @@ impl TestApp {
     }
 
     /// The value of the counter line `name{labels}` on `/metrics` (0 when absent).
-    async fn counter(&self, line: &str) -> f64 {
+    async fn counter(&self, line: &str) -> u64 {
         let req = Request::get("/metrics").body(Body::empty()).unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
@@ -141,9 +141,12 @@ impl TestApp {
             .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix(line).and_then(|rest| rest.trim().parse().ok()))
-            .unwrap_or(0.0)
+            .unwrap_or(0)
     }
 }
+
+/// The counter of charges the handler abandoned at the caller's deadline.
+const ABANDONED: &str = "shop_payments_abandoned_total{reason=\"deadline\"}";
 
 fn provider(decline_rate: f64, hang_rate: f64) -> Value {
     json!({ "latency_ms_p50": 1, "latency_ms_p99": 5, "decline_rate": decline_rate, "error_rate": 0.0, "hang_rate": hang_rate })
@@ -278,8 +281,7 @@ async fn customers_and_services_without_the_scope_are_refused() {
 #[tokio::test]
 async fn a_hanging_provider_is_abandoned_at_the_deadline_and_nothing_is_stored() {
     let app = app().await;
-    const LINE: &str = "shop_payments_abandoned_total{reason=\"deadline\"}";
-    let before = app.counter(LINE).await;
+    let before = app.counter(ABANDONED).await;
     app.set_provider(provider(0.0, 1.0)).await;
     let body = charge_body("order-7", 900, "EUR");
     let headers = [("idempotency-key", "k-7"), ("x-request-timeout-ms", "300")];
@@ -287,7 +289,7 @@ async fn a_hanging_provider_is_abandoned_at_the_deadline_and_nothing_is_stored()
         app.call("POST", "/v1/payments", As::Orders(ALL), &headers, Some(&body)).await;
     assert_problem(status, &res_headers, &problem, StatusCode::GATEWAY_TIMEOUT);
     assert!(problem["type"].as_str().unwrap().ends_with("/deadline-exceeded"), "{problem}");
-    assert_eq!(app.counter(LINE).await, before + 1.0, "the handler itself gave up on the provider");
+    assert_eq!(app.counter(ABANDONED).await, before + 1, "the handler itself gave up on the provider");
     assert!(app.payments_of("order-7").await.is_empty(), "nothing stored");
     // The key was freed: the retry runs again, and captures once the provider answers.
     app.set_provider(provider(0.0, 0.0)).await;

@@ -48,7 +48,7 @@ pub struct Answer {
 }
 
 /// Keeps the answer of a write in the write's own transaction: the request's
-/// [`Claim`](kit::idempotency::Claim) in the API, [`Unsealed`] in tests of the store alone.
+/// [`Claim`] in the API, [`Unsealed`] in tests of the store alone.
 pub trait Seal: Send + Sync {
     /// Stores `answer` through `conn` (the write's transaction) and returns it as the response.
     fn seal<'a>(
