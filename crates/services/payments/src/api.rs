@@ -131,9 +131,10 @@ fn stop_at(deadline: Option<Deadline>, request_timeout: Duration) -> (Instant, &
         Some(deadline) if deadline.instant() <= own => (deadline.instant(), "deadline"),
         _ => (own, "timeout"),
     };
+    // A fifth of the budget, 5 to 250 ms: the 504 and freeing the key are one small write.
     let reserve =
-        (end.saturating_duration_since(now) / 10).clamp(Duration::from_millis(2), Duration::from_millis(100));
-    (end.checked_sub(reserve).unwrap_or(now), reason)
+        (end.saturating_duration_since(now) / 5).clamp(Duration::from_millis(5), Duration::from_millis(250));
+    (end.checked_sub(reserve).unwrap_or(now).max(now), reason)
 }
 
 /// Charge a customer for an order (admin, or a service token with `payments:charge`).
@@ -444,4 +445,30 @@ async fn put_provider(
     tracing::info!(admin = %admin.id, ?config, "simulated provider settings changed");
     state.provider.set(config.clone());
     Ok(Json(config).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use palisade::Deadline;
+    use tokio::time::Instant;
+
+    use super::stop_at;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_provider_stops_before_the_earlier_of_the_deadline_and_the_server_timeout() {
+        let now = Instant::now();
+        let caller = Deadline::after(Duration::from_secs(1));
+        assert_eq!(
+            stop_at(Some(caller), Duration::from_secs(10)),
+            (now + Duration::from_millis(800), "deadline")
+        );
+        assert_eq!(stop_at(None, Duration::from_secs(10)), (now + Duration::from_millis(9_750), "timeout"));
+        let late = Deadline::after(Duration::from_secs(60));
+        assert_eq!(stop_at(Some(late), Duration::from_secs(2)).1, "timeout");
+        // A deadline about to pass leaves no time at all, never an instant in the past.
+        let gone = Deadline::after(Duration::from_millis(1));
+        assert_eq!(stop_at(Some(gone), Duration::from_secs(2)), (now, "deadline"));
+    }
 }

@@ -284,7 +284,7 @@ async fn a_hanging_provider_is_abandoned_at_the_deadline_and_nothing_is_stored()
     let before = app.counter(ABANDONED).await;
     app.set_provider(provider(0.0, 1.0)).await;
     let body = charge_body("order-7", 900, "EUR");
-    let headers = [("idempotency-key", "k-7"), ("x-request-timeout-ms", "300")];
+    let headers = [("idempotency-key", "k-7"), ("x-request-timeout-ms", "1000")];
     let (status, res_headers, problem) =
         app.call("POST", "/v1/payments", As::Orders(ALL), &headers, Some(&body)).await;
     assert_problem(status, &res_headers, &problem, StatusCode::GATEWAY_TIMEOUT);
@@ -298,6 +298,21 @@ async fn a_hanging_provider_is_abandoned_at_the_deadline_and_nothing_is_stored()
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     assert!(res_headers.get("idempotent-replayed").is_none());
     assert_eq!(app.payments_of("order-7").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_error_is_502_stores_nothing_and_frees_the_key() {
+    let app = app().await;
+    app.set_provider(json!({ "latency_ms_p50": 1, "latency_ms_p99": 5, "decline_rate": 0.0, "error_rate": 1.0, "hang_rate": 0.0 })).await;
+    let body = charge_body("order-12", 300, "EUR");
+    let (status, headers, problem) = app.charge("k-12", &body).await;
+    assert_problem(status, &headers, &problem, StatusCode::BAD_GATEWAY);
+    assert!(problem["type"].as_str().unwrap().ends_with("/provider-error"), "{problem}");
+    assert!(app.payments_of("order-12").await.is_empty());
+    app.set_provider(provider(0.0, 0.0)).await;
+    let (status, headers, _) = app.charge("k-12", &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(headers.get("idempotent-replayed").is_none(), "the retry ran again");
 }
 
 #[tokio::test]
