@@ -15,8 +15,13 @@ use std::process::ExitCode;
 use kit::service::{self, Service};
 
 /// Every implemented service; adding one is one line.
-const SERVICES: &[&Service] =
-    &[&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE, &shop_notifications::SERVICE];
+const SERVICES: &[&Service] = &[
+    &shop_users::SERVICE,
+    &shop_catalog::SERVICE,
+    &shop_inventory::SERVICE,
+    &shop_payments::SERVICE,
+    &shop_notifications::SERVICE,
+];
 
 #[tokio::main]
 async fn main() -> ExitCode {

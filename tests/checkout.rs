@@ -10,8 +10,15 @@ use serde_json::{Value, json};
 use support::Shop;
 
 fn order(shop: &Shop, token: &str, key: &str, lines: &Value) -> support::Reply {
-    shop.call("orders", "POST", "/v1/orders", Some(token), &[("idempotency-key", key)], Some(&json!({ "lines": lines })))
-        .unwrap()
+    shop.call(
+        "orders",
+        "POST",
+        "/v1/orders",
+        Some(token),
+        &[("idempotency-key", key)],
+        Some(&json!({ "lines": lines })),
+    )
+    .unwrap()
 }
 
 fn provider(shop: &Shop, admin: &str, settings: &Value) {
@@ -20,7 +27,8 @@ fn provider(shop: &Shop, admin: &str, settings: &Value) {
 }
 
 fn payments_of(shop: &Shop, admin: &str, order_id: &str) -> Vec<Value> {
-    let (status, body) = shop.get("payments", &format!("/v1/payments?order_id={order_id}"), Some(admin)).unwrap();
+    let (status, body) =
+        shop.get("payments", &format!("/v1/payments?order_id={order_id}"), Some(admin)).unwrap();
     assert_eq!(status, 200, "{body:?}");
     body["items"].as_array().cloned().unwrap_or_default()
 }
@@ -55,8 +63,14 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let placed = shop
-        .call("orders", "POST", "/v1/orders", Some(&token), &[("idempotency-key", "k-1"), ("traceparent", &traceparent)],
-            Some(&json!({ "lines": lines })))
+        .call(
+            "orders",
+            "POST",
+            "/v1/orders",
+            Some(&token),
+            &[("idempotency-key", "k-1"), ("traceparent", &traceparent)],
+            Some(&json!({ "lines": lines })),
+        )
         .unwrap();
     assert_eq!(placed.status, 201, "{:?}", placed.body);
     assert_eq!(placed.body["status"], "confirmed", "{:?}", placed.body);
@@ -68,8 +82,10 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     assert_eq!(paid[0]["status"], "captured");
     assert_eq!(paid[0]["amount"]["amount"], 2598);
     let confirmed = shop.eventually(Duration::from_secs(20), "the order.confirmed notification", || {
-        let found: Vec<_> =
-            notifications(&shop, &token).into_iter().filter(|n| n["event_type"] == "order.confirmed").collect();
+        let found: Vec<_> = notifications(&shop, &token)
+            .into_iter()
+            .filter(|n| n["event_type"] == "order.confirmed")
+            .collect();
         (!found.is_empty()).then_some(found)
     });
     assert_eq!(confirmed.len(), 1);
@@ -119,12 +135,18 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     // 7. Notifications down while orders are placed: each arrives once it is back.
     shop.kill("notifications");
     for i in 0..3 {
-        assert_eq!(order(&shop, &token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }])).status, 201);
+        assert_eq!(
+            order(&shop, &token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }]))
+                .status,
+            201
+        );
     }
     shop.start_service("notifications");
     let all = shop.eventually(Duration::from_secs(30), "5 order.confirmed notifications", || {
-        let found: Vec<_> =
-            notifications(&shop, &token).into_iter().filter(|n| n["event_type"] == "order.confirmed").collect();
+        let found: Vec<_> = notifications(&shop, &token)
+            .into_iter()
+            .filter(|n| n["event_type"] == "order.confirmed")
+            .collect();
         (found.len() >= 5).then_some(found)
     });
     std::thread::sleep(Duration::from_secs(1));
@@ -180,13 +202,17 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
         }
     }
     let fast = fast.expect("the payments breaker opened within 20 orders");
-    assert!(fast < Duration::from_millis(100), "open breaker answers within 10 % of the 1 s attempt timeout: {fast:?}");
+    assert!(
+        fast < Duration::from_millis(100),
+        "open breaker answers within 10 % of the 1 s attempt timeout: {fast:?}"
+    );
     assert_eq!(shop.stock("MUG-2").1, 0, "nothing stays reserved");
 
     shop.start_service("payments");
     let back = Instant::now();
     shop.eventually(Duration::from_millis(open_ms + 5_000), "orders succeed again without a restart", || {
-        (order(&shop, &token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201).then_some(())
+        (order(&shop, &token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201)
+            .then_some(())
     });
     assert_eq!(shop.stock("MUG-2"), (99, 0));
 
@@ -194,8 +220,14 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
     provider(&shop, &admin, &json!({ "hang_rate": 1.0 }));
     let before = sum(&metric(&shop, "payments", "shop_payments_abandoned_total"));
     let slow = shop
-        .call("orders", "POST", "/v1/orders", Some(&token), &[("idempotency-key", "slow"), ("x-request-timeout-ms", "1500")],
-            Some(&json!({ "lines": lines })))
+        .call(
+            "orders",
+            "POST",
+            "/v1/orders",
+            Some(&token),
+            &[("idempotency-key", "slow"), ("x-request-timeout-ms", "1500")],
+            Some(&json!({ "lines": lines })),
+        )
         .unwrap();
     assert_eq!(slow.status, 504, "{:?}", slow.body);
     provider(&shop, &admin, &json!({ "hang_rate": 0.0 }));
@@ -220,7 +252,16 @@ fn an_order_interrupted_by_a_crash_is_finished_or_refunded_after_restart() {
     let placing = std::thread::spawn({
         let token = token.clone();
         let body = json!({ "lines": [{ "product_id": mug, "quantity": 3 }] });
-        move || support::http(port, "POST", "/v1/orders", Some(&token), &[("idempotency-key", "crash-1")], Some(&body))
+        move || {
+            support::http(
+                port,
+                "POST",
+                "/v1/orders",
+                Some(&token),
+                &[("idempotency-key", "crash-1")],
+                Some(&body),
+            )
+        }
     });
     // The charge takes 1.5 s at the provider: kill orders while it waits for it.
     std::thread::sleep(Duration::from_millis(700));
@@ -231,12 +272,18 @@ fn an_order_interrupted_by_a_crash_is_finished_or_refunded_after_restart() {
     let (_, list) = shop.eventually(Duration::from_secs(60), "the interrupted order is terminal", || {
         let (status, body) = shop.get("orders", "/v1/orders?limit=10", Some(&token)).unwrap();
         let items = body["items"].as_array()?.clone();
-        (status == 200 && !items.is_empty() && items.iter().all(|o| o["status"] == "confirmed" || o["status"] == "failed"))
-            .then_some((status, body))
+        (status == 200
+            && !items.is_empty()
+            && items.iter().all(|o| o["status"] == "confirmed" || o["status"] == "failed"))
+        .then_some((status, body))
     });
     let order = &list["items"][0];
     let paid = payments_of(&shop, &admin, order["id"].as_str().unwrap());
-    let captured: i64 = paid.iter().filter(|p| p["status"] == "captured").map(|p| p["amount"]["amount"].as_i64().unwrap()).sum();
+    let captured: i64 = paid
+        .iter()
+        .filter(|p| p["status"] == "captured")
+        .map(|p| p["amount"]["amount"].as_i64().unwrap())
+        .sum();
     let refunded: i64 = paid.iter().map(|p| p["refunded"]["amount"].as_i64().unwrap_or(0)).sum();
     if order["status"] == "confirmed" {
         assert_eq!(captured - refunded, 2100, "{order:?} {paid:?}");

@@ -52,7 +52,9 @@ impl Shop {
         let ports: BTreeMap<_, _> = SERVICES.iter().map(|s| (*s, free_port())).collect();
         let keys: BTreeMap<_, _> = SERVICES.iter().map(|s| (*s, KeyPair::generate().unwrap())).collect();
         let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
-        let mut yaml = String::from("profile: development\njwt_secret: e2e-jwt-secret-0123456789abcdef0123456789abcdef\n");
+        let mut yaml = String::from(
+            "profile: development\njwt_secret: e2e-jwt-secret-0123456789abcdef0123456789abcdef\n",
+        );
         for service in SERVICES {
             let mut trusted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for (caller, callee, scopes) in CALLS {
@@ -79,8 +81,11 @@ impl Shop {
                     writeln!(yaml, "      scopes: [{}]", scopes.join(", ")).unwrap();
                 }
             }
-            let mut downstreams: Vec<&str> =
-                CALLS.iter().filter(|(caller, _, _)| *caller == service).map(|(_, callee, _)| *callee).collect();
+            let mut downstreams: Vec<&str> = CALLS
+                .iter()
+                .filter(|(caller, _, _)| *caller == service)
+                .map(|(_, callee, _)| *callee)
+                .collect();
             if service == "orders" {
                 downstreams.push("catalog");
             }
@@ -208,7 +213,9 @@ impl Shop {
         assert_eq!(reply.status, 201, "{:?}", reply.body);
         let stock = json!({"on_hand": on_hand});
         let path = format!("/v1/stock/{sku}");
-        let put = self.call("inventory", "PUT", &path, Some(admin), &[("if-none-match", "*")], Some(&stock)).unwrap();
+        let put = self
+            .call("inventory", "PUT", &path, Some(admin), &[("if-none-match", "*")], Some(&stock))
+            .unwrap();
         assert!(put.status == 200 || put.status == 201, "{:?}", put.body);
         reply.body["id"].as_str().unwrap().to_owned()
     }
@@ -301,7 +308,8 @@ pub fn http(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    let chunked = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked =
+        headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_owned() };
     let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
     Ok(Reply { status, headers, body })
