@@ -16,6 +16,7 @@
 //! | `<service>.db_statement_timeout_ms` | `SHOP__CATALOG__DB_STATEMENT_TIMEOUT_MS` | `5000`: PostgreSQL `statement_timeout` |
 //! | `<service>.db_idle_in_transaction_timeout_ms` | `SHOP__CATALOG__DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `10000`: PostgreSQL `idle_in_transaction_session_timeout` |
 //! | `<service>.db_create` | `SHOP__CATALOG__DB_CREATE` | `false`: PostgreSQL database created at start when missing (needs `CREATEDB`) |
+//! | `<service>.db_synchronous` | `SHOP__ORDERS__DB_SYNCHRONOUS` | `normal`: SQLite loses the last commits on power failure (not on a process crash); `full` loses none, one fsync per commit |
 //! | `<service>.migrate_at_start` | `SHOP__CATALOG__MIGRATE_AT_START` | on for SQLite, off for PostgreSQL (`shop migrate` is the deploy step) |
 //! | `<service>.db_retry_attempts` | `SHOP__CATALOG__DB_RETRY_ATTEMPTS` | `3`: attempts of a transaction that lost to a concurrent one (then 503) |
 //! | `<service>.request_timeout_ms` | `SHOP__CATALOG__REQUEST_TIMEOUT_MS` | `10000` |
@@ -329,6 +330,8 @@ pub struct ServiceConfig {
     pub db_retry_attempts: u32,
     /// PostgreSQL: create the database at start when missing (needs `CREATEDB`); default off.
     pub db_create: bool,
+    /// SQLite durability: `normal` (default) or `full` ([`crate::db::Durability`]).
+    pub db_synchronous: crate::db::Durability,
     /// Apply migrations at start (default: on for SQLite, off for PostgreSQL: run `shop migrate`).
     #[serde(default)]
     pub migrate_at_start: Option<bool>,
@@ -395,6 +398,7 @@ impl ServiceConfig {
             db_idle_in_transaction_timeout_ms: 10_000,
             db_retry_attempts: 3,
             db_create: false,
+            db_synchronous: crate::db::Durability::Normal,
             migrate_at_start: None,
             request_timeout_ms: 10_000,
             max_in_flight: palisade::load_shed::DEFAULT_MAX_IN_FLIGHT,
@@ -442,6 +446,7 @@ impl ServiceConfig {
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
             idle_in_transaction_timeout: Duration::from_millis(self.db_idle_in_transaction_timeout_ms),
             create_database: self.db_create,
+            durability: self.db_synchronous,
         }
     }
 

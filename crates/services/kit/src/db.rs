@@ -118,6 +118,23 @@ pub struct DbOptions {
     /// PostgreSQL: create the database when it is missing (needs `CREATEDB` and a connection to the
     /// `postgres` maintenance database). Off by default: a deployment's role needs neither.
     pub create_database: bool,
+    /// SQLite's `synchronous` in WAL mode: [`Durability::Normal`] (default) or [`Durability::Full`].
+    /// PostgreSQL ignores it (its `synchronous_commit` is the server's, default on).
+    pub durability: Durability,
+}
+
+/// What a SQLite commit survives (`<service>.db_synchronous`). In WAL mode, `normal` syncs the log
+/// only at checkpoints: a commit survives a crash of the process, but an operating-system crash or a
+/// power failure can lose the last commits (never corrupt the file). `full` syncs the log on every
+/// commit: a commit the client saw survives power failure too, at the price of one fsync per commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `PRAGMA synchronous = NORMAL`.
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous = FULL`.
+    Full,
 }
 
 impl DbOptions {
@@ -128,6 +145,7 @@ impl DbOptions {
         statement_timeout: Duration::from_secs(5),
         idle_in_transaction_timeout: Duration::from_secs(10),
         create_database: false,
+        durability: Durability::Normal,
     };
 }
 
@@ -156,7 +174,10 @@ impl Db {
         if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match options.durability {
+                    Durability::Normal => SqliteSynchronous::Normal,
+                    Durability::Full => SqliteSynchronous::Full,
+                })
                 .busy_timeout(options.lock_timeout)
                 .foreign_keys(true);
             if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {

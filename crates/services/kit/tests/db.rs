@@ -14,6 +14,24 @@ async fn connect_creates_a_missing_sqlite_file_and_its_folder() {
 }
 
 #[tokio::test]
+async fn sqlite_durability_is_the_configured_synchronous_on_every_connection() {
+    use kit::db::{DbOptions, Durability};
+    for (durability, expected) in [(Durability::Normal, 1_i64), (Durability::Full, 2)] {
+        let url = kit::db::temp_sqlite_url(&format!("durability-{durability:?}"));
+        let db = Db::connect_with(&url, &DbOptions { max_connections: 2, durability, ..DbOptions::DEFAULT })
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else { unreachable!("a sqlite url") };
+        for _ in 0..2 {
+            let mut conn = pool.acquire().await.unwrap();
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
+            assert_eq!(level, expected, "{durability:?}");
+        }
+        db.close().await;
+    }
+}
+
+#[tokio::test]
 async fn connect_creates_a_missing_postgres_database_only_when_asked() {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
