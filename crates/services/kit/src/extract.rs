@@ -253,13 +253,13 @@ impl Preconditions {
     /// A 428 `precondition-required` (`detail` says which header to send) when neither header was
     /// sent: for writes that must not be blind, because others change the resource concurrently.
     pub fn required(&self, detail: impl Into<String>) -> Result<(), ApiError> {
-        if self.is_empty() {
-            Err(ApiError::new(StatusCode::PRECONDITION_REQUIRED)
-                .with_type(PRECONDITION_REQUIRED, "Precondition required")
-                .with_detail(detail))
-        } else {
-            Ok(())
-        }
+        if self.is_empty() { Err(precondition_required(detail)) } else { Ok(()) }
+    }
+
+    /// Like [`required`](Self::required), but only `If-Match` will do: for writes of a resource
+    /// that must already exist (`If-None-Match` alone would let a blind write through).
+    pub fn if_match_required(&self, detail: impl Into<String>) -> Result<(), ApiError> {
+        if self.if_match.is_none() { Err(precondition_required(detail)) } else { Ok(()) }
     }
 
     /// The 412 `precondition-failed` of a write whose preconditions do not [hold](Self::hold),
@@ -287,6 +287,12 @@ impl Preconditions {
             .is_none_or(|list| current.is_none_or(|etag| !lists(list, etag, true)));
         if_match && if_none_match
     }
+}
+
+fn precondition_required(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_REQUIRED)
+        .with_type(PRECONDITION_REQUIRED, "Precondition required")
+        .with_detail(detail)
 }
 
 fn joined(parts: &Parts, name: &header::HeaderName) -> Option<String> {
@@ -539,6 +545,10 @@ mod tests {
         assert_eq!(blind.status(), StatusCode::PRECONDITION_REQUIRED);
         assert_eq!(blind.problem().type_uri, PRECONDITION_REQUIRED);
         assert!(Preconditions::new(Some("\"1\""), None).required("send If-Match").is_ok());
+        assert!(Preconditions::new(None, Some("*")).required("send a precondition").is_ok());
+        let only_none_match = Preconditions::new(None, Some("\"9\"")).if_match_required("send If-Match");
+        assert_eq!(only_none_match.unwrap_err().status(), StatusCode::PRECONDITION_REQUIRED);
+        assert!(Preconditions::new(Some("*"), None).if_match_required("send If-Match").is_ok());
         let stale = Preconditions::failed("changed", Some("\"2\"")).into_response();
         assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
         assert_eq!(stale.headers()[http::header::ETAG], "\"2\"");
