@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kit::auth::AdminUser;
-use kit::error::{ApiError, PROBLEM_JSON as PROBLEM, Problem};
-use kit::extract::{IfNoneMatch, Json, Path, Query};
+use kit::error::{ApiError, FieldError, PROBLEM_JSON as PROBLEM, Problem};
+use kit::extract::{IfNoneMatch, Json, Path, Preconditions, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::cache::ProductCache;
 use crate::model::{ListQuery, Product, ProductInput, ProductPage};
-use crate::store::Store;
+use crate::store::{Archive, Store, Update};
 
 /// Handler state.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ fn to_bytes(product: &Product) -> Result<Bytes, ApiError> {
     serde_json::to_vec(product).map(Bytes::from).map_err(ApiError::internal)
 }
 
-/// List products: paging, filters, name search.
+/// List products: paging, filters, name search; archived products only with `include_archived=true`.
 #[utoipa::path(
     get, path = "/v1/products", tag = "products",
     params(ListQuery),
@@ -154,10 +154,29 @@ async fn create_product(
     Ok(res)
 }
 
+const SKU_IMMUTABLE: &str = "https://palisade.dev/problems/sku-immutable";
+
+/// The 412 of a write whose `If-Match` names another version.
+fn stale(current: &Product) -> ApiError {
+    let etag = current.etag();
+    Preconditions::failed(
+        format!("product {} is at ETag {etag}, which If-Match does not name; read it again", current.id),
+        Some(&etag),
+    )
+}
+
 /// Replace a product's fields (admin); its version and ETag change.
+///
+/// Send `If-Match` with the product's `ETag` (from a `GET`): 428 without it, 412 when the product
+/// changed since. The SKU never changes: the body must carry the product's SKU (422
+/// `sku-immutable` otherwise). A new price publishes `product.price_changed` in the update's
+/// transaction.
 #[utoipa::path(
     put, path = "/v1/products/{id}", tag = "products",
-    params(("id" = Uuid, Path, description = "Product id")),
+    params(
+        ("id" = Uuid, Path, description = "Product id"),
+        ("If-Match" = String, Header, description = "The product's current `ETag`"),
+    ),
     request_body(content = ProductInput, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
@@ -167,43 +186,83 @@ async fn create_product(
         AuthErrors,
         NotAdmin,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
-        (status = 409, description = "The SKU is taken", body = Problem, content_type = PROBLEM),
+        (status = 412, description = "`If-Match` does not name the product's current version: it changed since; \
+            nothing was written", body = Problem, content_type = PROBLEM,
+            headers(("ETag" = String, description = "The product's current version"))),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid fields, or a SKU other than the product's (type `sku-immutable`)",
+            body = Problem, content_type = PROBLEM),
+        (status = 428, description = "No `If-Match`: a blind overwrite is refused", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn update_product(
     State(state): State<AppState>,
     _admin: AdminUser,
+    pre: Preconditions,
     Path(id): Path<Uuid>,
     Json(input): Json<ProductInput>,
 ) -> Result<Response, ApiError> {
+    pre.if_match_required(format!(
+        "send If-Match with the ETag of GET /v1/products/{id}: another admin may have changed it since"
+    ))?;
     input.validate().map_err(ApiError::validation)?;
-    let product = state.store.update(id, &input).await?.ok_or_else(|| not_found(id))?;
-    state.cache.invalidate(id);
-    Ok(json_response(StatusCode::OK, &product.etag(), to_bytes(&product)?))
+    let write = state.store.update(id, &input, &pre).await?;
+    match write {
+        Update::Done(product) => {
+            state.cache.invalidate(id);
+            Ok(json_response(StatusCode::OK, &product.etag(), to_bytes(&product)?))
+        }
+        Update::NotFound => Err(not_found(id)),
+        Update::PreconditionFailed(current) => Err(stale(&current)),
+        Update::SkuImmutable(current) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY)
+            .with_type(SKU_IMMUTABLE, "SKU is immutable")
+            .with_detail(format!("product {id} has SKU {}, which never changes", current.sku))
+            .with_errors(vec![FieldError::new("#/sku", format!("must be {}", current.sku))])),
+    }
 }
 
-/// Delete a product (admin).
+/// Archive a product (admin): it stays readable by id with `archived: true`, and lists hide it
+/// unless `include_archived=true`.
+///
+/// Send `If-Match` with the product's `ETag`: 428 without it, 412 when the product changed since.
+/// Idempotent: archiving an archived product is a 204 whatever its `If-Match` names (the change
+/// is already made; RFC 9110 §13.1.1), so a retry whose first answer was lost succeeds.
 #[utoipa::path(
     delete, path = "/v1/products/{id}", tag = "products",
-    params(("id" = Uuid, Path, description = "Product id")),
+    params(
+        ("id" = Uuid, Path, description = "Product id"),
+        ("If-Match" = String, Header, description = "The product's current `ETag`"),
+    ),
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 204, description = "Archived (now, or before)"),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
         AuthErrors,
         NotAdmin,
         (status = 404, description = "No such product", body = Problem, content_type = PROBLEM),
+        (status = 412, description = "`If-Match` does not name the product's current version: it changed since; \
+            nothing was written", body = Problem, content_type = PROBLEM,
+            headers(("ETag" = String, description = "The product's current version"))),
+        (status = 428, description = "No `If-Match`", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn delete_product(
     State(state): State<AppState>,
     _admin: AdminUser,
+    pre: Preconditions,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let deleted = state.store.delete(id).await?;
-    state.cache.invalidate(id);
-    if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(not_found(id)) }
+    pre.if_match_required(format!(
+        "send If-Match with the ETag of GET /v1/products/{id}: another admin may have changed it since"
+    ))?;
+    match state.store.archive(id, &pre).await? {
+        Archive::Done(_) => {
+            state.cache.invalidate(id);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Archive::AlreadyArchived(_) => Ok(StatusCode::NO_CONTENT),
+        Archive::NotFound => Err(not_found(id)),
+        Archive::PreconditionFailed(current) => Err(stale(&current)),
+    }
 }

@@ -1,7 +1,7 @@
 //! Read cache for `GET /v1/products/{id}`: the serialized body and `ETag` per id.
 //!
 //! Staleness bound: an entry is served for at most `ttl` (default 1 s, `catalog.cache.ttl_ms`)
-//! after it was read from the database. Updates and deletes through this process invalidate the
+//! after it was read from the database. Updates and archives (`DELETE`) through this process invalidate the
 //! entry at once, so only writes made by *another* process (another replica sharing a PostgreSQL
 //! database) can be seen late, by at most `ttl`. A read that raced an update (it read the old row,
 //! the update's invalidation came before the read's `put`) is not cached: every read takes a

@@ -1,9 +1,25 @@
 //! The catalog service (port 8082): products and prices.
 //!
-//! Public: `GET /v1/products` (paging, filter by category and price range, name search) and
-//! `GET /v1/products/{id}` (`ETag`, `If-None-Match` → 304). Admin: `POST /v1/products`,
-//! `PUT`/`DELETE /v1/products/{id}`. Single-product reads go through a [`cache`] whose staleness
-//! bound is documented there.
+//! Public: `GET /v1/products` (paging, filter by category and price range, name search; archived
+//! products only with `include_archived=true`) and `GET /v1/products/{id}` (`ETag`,
+//! `If-None-Match` → 304; archived products too, with `archived: true`). Admin: `POST
+//! /v1/products`, `PUT`/`DELETE /v1/products/{id}`. Single-product reads go through a [`cache`]
+//! whose staleness bound is documented there.
+//!
+//! Writes of an existing product:
+//!
+//! - `PUT` and `DELETE` need `If-Match` with the product's `ETag` (428 `precondition-required`
+//!   without it, 412 `precondition-failed` with the current `ETag` when the product changed since),
+//!   checked in the write's transaction, so of two admins editing the same version one wins and the
+//!   other is told.
+//! - The SKU never changes: a `PUT` with another SKU is a 422 `sku-immutable`. (Stock and orders
+//!   refer to products by SKU.)
+//! - `DELETE` archives: the row, its id and its SKU stay (a new product cannot take the SKU),
+//!   `archived` becomes `true` and the version increments. Archiving an archived product is a 204
+//!   whatever `If-Match` names, so a retry whose first answer was lost succeeds.
+//! - A `PUT` that changes the price publishes `product.price_changed` (subject: the product id; data
+//!   [`model::PriceChanged`]: `{product_id, sku, old_price, new_price}`) through the outbox, in
+//!   the update's transaction.
 //!
 //! This crate is the template for the other services: [`model`] (API types and validation),
 //! [`store`] (a `Store` trait, one implementation per database), [`api`] (handlers with their

@@ -90,8 +90,11 @@ pub struct Product {
     pub category: String,
     /// Price.
     pub price: Money,
-    /// Incremented by every update; the `ETag`.
+    /// Incremented by every update (and by archiving); the `ETag`.
     pub version: i64,
+    /// Archived (`DELETE`): no longer for sale, hidden from lists unless `include_archived=true`,
+    /// still readable by id.
+    pub archived: bool,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -107,11 +110,28 @@ impl Product {
     }
 }
 
+/// The data of a `product.price_changed` event (subject: the product's id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceChanged {
+    /// The product.
+    pub product_id: Uuid,
+    /// Its SKU.
+    pub sku: String,
+    /// The price before the update.
+    pub old_price: Money,
+    /// The price after it.
+    pub new_price: Money,
+}
+
+/// The event type of [`PriceChanged`].
+pub const PRICE_CHANGED: &str = "product.price_changed";
+
 /// The body of `POST /v1/products` and `PUT /v1/products/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
-    /// Unique SKU: 1–64 characters of `A-Z a-z 0-9 - _ .`.
+    /// Unique SKU: 1–64 characters of `A-Z a-z 0-9 - _ .`. Immutable: a `PUT` must send the
+    /// product's SKU (422 `sku-immutable` otherwise).
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "MUG-001")]
     pub sku: String,
     /// 1–200 characters as sent (surrounding whitespace counts), not blank; stored trimmed.
@@ -199,6 +219,8 @@ pub struct ListQuery {
     /// characters as sent (a 400 otherwise).
     #[param(max_length = 200)]
     pub q: Option<String>,
+    /// Also list archived products (default `false`: archived ones are hidden).
+    pub include_archived: Option<bool>,
 }
 
 /// A validated list filter, as the store receives it.
@@ -216,6 +238,8 @@ pub struct ListFilter {
     pub max_price: Option<i64>,
     /// Name substring.
     pub q: Option<String>,
+    /// Archived products too.
+    pub include_archived: bool,
 }
 
 impl ListQuery {
@@ -251,6 +275,7 @@ impl ListQuery {
             min_price: self.min_price,
             max_price: self.max_price,
             q: non_empty(self.q),
+            include_archived: self.include_archived.unwrap_or(false),
         })
     }
 }

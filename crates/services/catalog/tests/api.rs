@@ -46,6 +46,36 @@ impl TestApp {
         self.send(req.body(Body::from(body.to_owned())).unwrap()).await
     }
 
+    /// An admin's write with these extra headers.
+    async fn write_with(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token(Role::Admin)));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    /// An admin's write with `If-Match: <etag>`.
+    async fn write_if(
+        &self,
+        method: &str,
+        uri: &str,
+        etag: &str,
+        body: &str,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        self.write_with(method, uri, &[("If-Match", etag)], body).await
+    }
+
     async fn get(&self, uri: &str) -> (StatusCode, http::HeaderMap, Value) {
         self.send(Request::get(uri).body(Body::empty()).unwrap()).await
     }
@@ -66,6 +96,7 @@ async fn admin_crud_with_etags() {
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(headers[header::LOCATION], format!("/v1/products/{id}").as_str());
     assert_eq!(created["price"], json!({ "amount": 1299, "currency": "EUR" }));
+    assert_eq!(created["archived"], false);
 
     let (status, headers, got) = app.get(&format!("/v1/products/{id}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -80,16 +111,17 @@ async fn admin_crud_with_etags() {
     assert_eq!(body, Value::Null);
 
     let (status, headers, updated) = app
-        .write(
+        .write_if(
             "PUT",
             &format!("/v1/products/{id}"),
-            Some(Role::Admin),
+            etag.to_str().unwrap(),
             &product("MUG-1", "Red Mug", "kitchen", 999),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["version"], 2);
     assert_ne!(headers[header::ETAG], etag);
+    let new_etag = headers[header::ETAG].to_str().unwrap().to_owned();
     // The update invalidated the cache: the old ETag no longer matches and the new price shows.
     let req =
         Request::get(format!("/v1/products/{id}")).header(header::IF_NONE_MATCH, &etag).body(Body::empty());
@@ -97,13 +129,169 @@ async fn admin_crud_with_etags() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["price"]["amount"], 999);
 
-    let (status, _, _) = app.write("DELETE", &format!("/v1/products/{id}"), Some(Role::Admin), "").await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, headers, body) = app.get(&format!("/v1/products/{id}")).await;
+    // DELETE archives: the product stays readable.
+    let (status, _, body) = app.write_if("DELETE", &format!("/v1/products/{id}"), &new_etag, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _, got) = app.get(&format!("/v1/products/{id}")).await;
+    assert_eq!((status, &got["archived"], &got["version"]), (StatusCode::OK, &json!(true), &json!(3)));
+    let unknown = "/v1/products/6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11";
+    let (status, headers, body) = app.write_if("DELETE", unknown, "*", "").await;
     assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
     let (status, headers, body) =
-        app.write("DELETE", &format!("/v1/products/{id}"), Some(Role::Admin), "").await;
+        app.write_if("PUT", unknown, "*", &product("MUG-1", "Red Mug", "kitchen", 999)).await;
     assert_problem(status, &headers, &body, StatusCode::NOT_FOUND);
+}
+
+/// The id and current `ETag` of a new product.
+async fn created(app: &TestApp, sku: &str, amount: i64) -> (String, String) {
+    let (status, headers, body) =
+        app.write("POST", "/v1/products", Some(Role::Admin), &product(sku, "Mug", "kitchen", amount)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (body["id"].as_str().unwrap().to_owned(), headers[header::ETAG].to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn writes_need_if_match_with_the_current_etag() {
+    let app = app().await;
+    let (id, etag) = created(&app, "MUG-1", 100).await;
+    let uri = format!("/v1/products/{id}");
+    let body = product("MUG-1", "Mug", "kitchen", 200);
+
+    // No If-Match (If-None-Match alone does not do): 428, nothing written.
+    for method in ["PUT", "DELETE"] {
+        let payload = if method == "PUT" { body.as_str() } else { "" };
+        let (status, headers, problem) = app.write(method, &uri, Some(Role::Admin), payload).await;
+        assert_problem(status, &headers, &problem, StatusCode::PRECONDITION_REQUIRED);
+        assert_eq!(problem["type"], "https://palisade.dev/problems/precondition-required");
+        let (status, headers, problem) =
+            app.write_with(method, &uri, &[("If-None-Match", "\"nothing\"")], payload).await;
+        assert_problem(status, &headers, &problem, StatusCode::PRECONDITION_REQUIRED);
+    }
+    // The current ETag: written; the old one is stale now (412 naming the current ETag).
+    let (status, headers, _) = app.write_if("PUT", &uri, &etag, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    let current = headers[header::ETAG].to_str().unwrap().to_owned();
+    for method in ["PUT", "DELETE"] {
+        let payload = if method == "PUT" { body.as_str() } else { "" };
+        let (status, headers, problem) = app.write_if(method, &uri, &etag, payload).await;
+        assert_problem(status, &headers, &problem, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(problem["type"], "https://palisade.dev/problems/precondition-failed");
+        assert_eq!(headers[header::ETAG], current.as_str());
+    }
+    let (_, _, got) = app.get(&uri).await;
+    assert_eq!(
+        (&got["version"], &got["archived"]),
+        (&json!(2), &json!(false)),
+        "the stale writes wrote nothing"
+    );
+    // `*` names any version.
+    let (status, _, _) = app.write_if("DELETE", &uri, "*", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_sku_is_immutable() {
+    let app = app().await;
+    let (id, etag) = created(&app, "MUG-1", 100).await;
+    let uri = format!("/v1/products/{id}");
+    let (status, headers, problem) =
+        app.write_if("PUT", &uri, &etag, &product("MUG-2", "Mug", "kitchen", 100)).await;
+    assert_problem(status, &headers, &problem, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["type"], "https://palisade.dev/problems/sku-immutable");
+    assert_eq!(problem["errors"][0]["pointer"], "#/sku");
+    let (_, _, got) = app.get(&uri).await;
+    assert_eq!((&got["sku"], &got["version"]), (&json!("MUG-1"), &json!(1)));
+    let (status, _, updated) =
+        app.write_if("PUT", &uri, &etag, &product("MUG-1", "Big mug", "kitchen", 100)).await;
+    assert_eq!((status, &updated["name"]), (StatusCode::OK, &json!("Big mug")));
+}
+
+#[tokio::test]
+async fn archiving_hides_from_lists_keeps_the_product_readable_and_is_idempotent() {
+    let app = app().await;
+    let (kept, _) = created(&app, "KEEP-1", 100).await;
+    let (gone, etag) = created(&app, "GONE-1", 100).await;
+    let uri = format!("/v1/products/{gone}");
+    // Cached before the archive …
+    let (status, headers, before) = app.get(&uri).await;
+    assert_eq!((status, &before["archived"]), (StatusCode::OK, &json!(false)));
+    let cached_etag = headers[header::ETAG].clone();
+    let (status, _, _) = app.write_if("DELETE", &uri, &etag, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // … and not served after it: the archived product, with a new ETag.
+    let req = Request::get(&uri).header(header::IF_NONE_MATCH, &cached_etag).body(Body::empty());
+    let (status, headers, after) = app.send(req.unwrap()).await;
+    assert_eq!((status, &after["archived"]), (StatusCode::OK, &json!(true)), "{after}");
+    assert_ne!(headers[header::ETAG], cached_etag);
+    let archived_etag = headers[header::ETAG].to_str().unwrap().to_owned();
+
+    let ids = |page: &Value| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (_, _, page) = app.get("/v1/products").await;
+    assert_eq!(ids(&page), [kept.as_str()]);
+    let (_, _, page) = app.get("/v1/products?include_archived=false").await;
+    assert_eq!(ids(&page), [kept.as_str()]);
+    let (_, _, page) = app.get("/v1/products?include_archived=true").await;
+    assert_eq!(ids(&page), [kept, gone.clone()]);
+    let (status, headers, problem) = app.get("/v1/products?include_archived=maybe").await;
+    assert_problem(status, &headers, &problem, StatusCode::BAD_REQUEST);
+
+    // Again, even with the ETag it had before (a retry whose first answer was lost): 204, unchanged.
+    let (status, _, _) = app.write_if("DELETE", &uri, &etag, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, headers, again) = app.get(&uri).await;
+    assert_eq!((again, headers[header::ETAG].to_str().unwrap()), (after, archived_etag.as_str()));
+    // The SKU stays the archived product's.
+    let (status, headers, problem) =
+        app.write("POST", "/v1/products", Some(Role::Admin), &product("GONE-1", "Mug", "kitchen", 1)).await;
+    assert_problem(status, &headers, &problem, StatusCode::CONFLICT);
+}
+
+/// The `(type, subject, data)` of every event in the outbox of the SQLite database at `url`.
+async fn events(url: &str) -> Vec<(String, String, Value)> {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT type, subject, data FROM kit_outbox ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(t, s, d)| (t, s, serde_json::from_str(&d).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn a_price_change_publishes_product_price_changed() {
+    let url = kit::db::temp_sqlite_url("catalog-events");
+    let settings = Settings::for_test("catalog", &url);
+    let app = shop_catalog::SERVICE.app(&settings).await.expect("app");
+    let app = TestApp { router: app.router, keys: app.keys };
+    let (id, etag) = created(&app, "MUG-1", 1299).await;
+    let uri = format!("/v1/products/{id}");
+    // Another name, same price: no event.
+    let (status, headers, _) =
+        app.write_if("PUT", &uri, &etag, &product("MUG-1", "Red mug", "kitchen", 1299)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events(&url).await, []);
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    let (status, _, _) = app.write_if("PUT", &uri, &etag, &product("MUG-1", "Red mug", "kitchen", 999)).await;
+    assert_eq!(status, StatusCode::OK);
+    let data = json!({
+        "product_id": id,
+        "sku": "MUG-1",
+        "old_price": { "amount": 1299, "currency": "EUR" },
+        "new_price": { "amount": 999, "currency": "EUR" },
+    });
+    assert_eq!(events(&url).await, [("product.price_changed".to_owned(), id.clone(), data)]);
+    // A refused write publishes nothing.
+    let (status, _, _) = app.write_if("PUT", &uri, &etag, &product("MUG-1", "Red mug", "kitchen", 5)).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(events(&url).await.len(), 1);
 }
 
 #[tokio::test]
@@ -356,7 +544,7 @@ async fn prices_have_a_ceiling() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap();
     let (status, headers, body) =
-        app.write("PUT", &format!("/v1/products/{id}"), Some(Role::Admin), &priced(max + 1, "EUR")).await;
+        app.write_if("PUT", &format!("/v1/products/{id}"), "*", &priced(max + 1, "EUR")).await;
     assert_problem(status, &headers, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["pointer"], "#/price/amount");
 }

@@ -12,6 +12,10 @@
 //! | reservation: the `order_id` already has a reservation with other lines | 409 `order-id-taken` |
 //! | reservation: a line names a SKU without a stock row | 409 `unknown-sku`, `errors` per line |
 //! | commit of a released/expired reservation, release of a committed one | 409 `reservation-state` |
+//! | reservation replayed (same order id and lines) after it expired | 409 `reservation-expired` |
+//! | reservation replayed after it was released | 409 `reservation-state` |
+//! | reservation routes: a customer token, or a service token without `inventory:reserve` | 403 |
+//! | reservation routes: a service token for another audience or from an untrusted key | 401 |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use kit::auth::AdminUser;
 use kit::error::{ApiError, FieldError, PROBLEM_JSON as PROBLEM, Problem};
 use kit::extract::{Json, Path, Preconditions, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
+use kit::service_auth::Caller;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,8 +35,8 @@ use uuid::Uuid;
 
 use crate::expiry::Sweeper;
 use crate::model::{
-    Adjustment, LedgerPage, LedgerQuery, Reservation, ReservationRequest, SKU_RULE, SetStock, Stock,
-    valid_sku,
+    Adjustment, LedgerPage, LedgerQuery, Reservation, ReservationList, ReservationQuery, ReservationRequest,
+    ReservationStatus, SKU_RULE, SetStock, Stock, valid_sku,
 };
 use crate::store::{Action, ReserveOutcome, StockWrite, Store, Transition};
 
@@ -58,7 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_stock, set_stock))
         .routes(routes!(adjust_stock))
         .routes(routes!(stock_ledger))
-        .routes(routes!(reserve))
+        .routes(routes!(reserve, find_reservations))
         .routes(routes!(get_reservation))
         .routes(routes!(release))
         .routes(routes!(commit))
@@ -68,6 +73,7 @@ const INSUFFICIENT_STOCK: &str = "https://palisade.dev/problems/insufficient-sto
 const UNKNOWN_SKU: &str = "https://palisade.dev/problems/unknown-sku";
 const ORDER_ID_TAKEN: &str = "https://palisade.dev/problems/order-id-taken";
 const RESERVATION_STATE: &str = "https://palisade.dev/problems/reservation-state";
+const RESERVATION_EXPIRED: &str = "https://palisade.dev/problems/reservation-expired";
 
 fn checked_sku(sku: String) -> Result<String, ApiError> {
     if valid_sku(&sku) {
@@ -110,21 +116,17 @@ fn stock_response(status: StatusCode, stock: Stock) -> Response {
     res
 }
 
-const PRECONDITION_FAILED: &str = "https://palisade.dev/problems/precondition-failed";
-const PRECONDITION_REQUIRED: &str = "https://palisade.dev/problems/precondition-required";
-
 /// 412, with the current `ETag` when the stock exists.
 fn precondition_failed(sku: &str, current: Option<&Stock>) -> ApiError {
-    let err =
-        ApiError::new(StatusCode::PRECONDITION_FAILED).with_type(PRECONDITION_FAILED, "Precondition failed");
     match current {
-        Some(stock) => err
-            .with_detail(format!(
+        Some(stock) => Preconditions::failed(
+            format!(
                 "the stock of SKU {sku} is at ETag {}, which If-Match/If-None-Match do not allow; read it again",
                 stock.etag()
-            ))
-            .with_header(header::ETAG, etag_value(stock)),
-        None => err.with_detail(format!("SKU {sku} has no stock, which If-Match does not allow")),
+            ),
+            Some(&stock.etag()),
+        ),
+        None => Preconditions::failed(format!("SKU {sku} has no stock, which If-Match does not allow"), None),
     }
 }
 
@@ -189,14 +191,10 @@ async fn set_stock(
 ) -> Result<Response, ApiError> {
     let sku = checked_sku(sku)?;
     input.validate().map_err(ApiError::validation)?;
-    if pre.is_empty() {
-        return Err(ApiError::new(StatusCode::PRECONDITION_REQUIRED)
-            .with_type(PRECONDITION_REQUIRED, "Precondition required")
-            .with_detail(format!(
-                "send If-Match with the ETag of GET /v1/stock/{sku} to overwrite its stock, or If-None-Match: * to \
-                 create it: others change the stock concurrently"
-            )));
-    }
+    pre.required(format!(
+        "send If-Match with the ETag of GET /v1/stock/{sku} to overwrite its stock, or If-None-Match: * to \
+         create it: others change the stock concurrently"
+    ))?;
     let write =
         state.store.set_stock(&sku, input.on_hand, &pre, &admin.id, OffsetDateTime::now_utc()).await?;
     match write {
@@ -288,24 +286,45 @@ async fn stock_ledger(
     Ok(Json(LedgerPage { items, limit, offset, next_offset }))
 }
 
-/// Reserve stock for an order (admin/service token): every line or none.
+/// The 403 of the reservation routes: a customer's token, or a service token without the scope.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum NotAllowed {
+    /// Neither an admin nor a service with `inventory:reserve`.
+    #[response(
+        status = 403,
+        description = "A customer's token, or a service token without the scope `inventory:reserve`",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+}
+
+/// The scope of every reservation route.
+const RESERVE: &str = "inventory:reserve";
+
+/// Reserve stock for an order: every line or none.
 ///
-/// Idempotent per `order_id`: repeating the request returns the same reservation with 200 (in
-/// whatever state it is now); the same `order_id` with different lines is a 409.
+/// For admins and services with `inventory:reserve`. Idempotent per `order_id`: repeating the request with the same lines returns the reservation
+/// with 200 while it still holds stock (`reserved`) or after it was committed. A replay never
+/// answers `reserved` for a reservation past its deadline: that is 409 `reservation-expired` (the
+/// order must start again under a new order id). A released reservation replayed is 409
+/// `reservation-state`: its stock was given back, and reserving again under the same order id
+/// would make the release meaningless. The same `order_id` with other lines is 409 `order-id-taken`.
 #[utoipa::path(
     post, path = "/v1/reservations", tag = "reservations",
     request_body(content = ReservationRequest, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "This order's existing reservation (a repeated request)", body = Reservation),
+        (status = 200, description = "This order's existing reservation (a repeated request), reserved or committed",
+            body = Reservation),
         (status = 201, description = "Reserved", body = Reservation,
             headers(("Location" = String, description = "The reservation's URL"))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = PROBLEM),
         AuthErrors,
-        NotAdmin,
+        NotAllowed,
         (status = 409, description = "Insufficient stock (type `insufficient-stock`; `errors` names each short line \
-            and its SKU), a line naming a SKU without stock (type `unknown-sku`), or the order id already has a \
-            reservation with other lines (type `order-id-taken`)",
+            and its SKU), a line naming a SKU without stock (type `unknown-sku`), the order id already has a \
+            reservation with other lines (type `order-id-taken`), or this order's reservation expired (type \
+            `reservation-expired`) or was released (type `reservation-state`)",
             body = Problem, content_type = PROBLEM),
         (status = 413, description = "The body is too large", body = Problem, content_type = PROBLEM),
         (status = 415, description = "The body is not application/json", body = Problem, content_type = PROBLEM),
@@ -314,9 +333,10 @@ async fn stock_ledger(
 )]
 async fn reserve(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    caller: Caller,
     Json(request): Json<ReservationRequest>,
 ) -> Result<Response, ApiError> {
+    caller.require(RESERVE)?;
     request.validate().map_err(ApiError::validation)?;
     let outcome = state.store.reserve(&request, OffsetDateTime::now_utc(), state.reservation_ttl).await?;
     match outcome {
@@ -324,7 +344,7 @@ async fn reserve(
             let location = format!("/v1/reservations/{}", reservation.id);
             Ok(with_location(StatusCode::CREATED, &location, reservation))
         }
-        ReserveOutcome::Replayed(reservation) => Ok(Json(reservation).into_response()),
+        ReserveOutcome::Replayed(reservation) => replayed(reservation),
         ReserveOutcome::OrderIdTaken(existing) => Err(ApiError::conflict(format!(
             "order {} already has reservation {} with different lines",
             existing.order_id, existing.id
@@ -369,7 +389,50 @@ async fn reserve(
     }
 }
 
-/// One reservation (admin/service token). One past its deadline shows as expired.
+/// The answer to a replayed reservation request, by the state the reservation is in now.
+fn replayed(reservation: Reservation) -> Result<Response, ApiError> {
+    let (id, order) = (reservation.id, &reservation.order_id);
+    match reservation.status {
+        ReservationStatus::Reserved | ReservationStatus::Committed => Ok(Json(reservation).into_response()),
+        ReservationStatus::Expired => Err(ApiError::conflict(format!(
+            "reservation {id} of order {order} expired: its stock was given back; nothing is reserved"
+        ))
+        .with_type(RESERVATION_EXPIRED, "Reservation expired")),
+        ReservationStatus::Released => Err(ApiError::conflict(format!(
+            "reservation {id} of order {order} was released: its stock was given back; nothing is reserved"
+        ))
+        .with_type(RESERVATION_STATE, "Reservation state does not allow this")),
+    }
+}
+
+/// Find the reservation of an order: 0 or 1 items.
+///
+/// For admins and services with `inventory:reserve`. One past its deadline shows as expired.
+#[utoipa::path(
+    get, path = "/v1/reservations", tag = "reservations",
+    params(ReservationQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order's reservation, if it has one", body = ReservationList),
+        (status = 400, description = "`order_id` is missing or malformed", body = Problem, content_type = PROBLEM),
+        AuthErrors,
+        NotAllowed,
+    )
+)]
+async fn find_reservations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ReservationQuery>,
+) -> Result<Json<ReservationList>, ApiError> {
+    caller.require(RESERVE)?;
+    query.validate().map_err(ApiError::invalid_params)?;
+    let found = state.store.reservation_for_order(&query.order_id, OffsetDateTime::now_utc()).await?;
+    Ok(Json(ReservationList { items: found.into_iter().collect() }))
+}
+
+/// One reservation.
+///
+/// For admins and services with `inventory:reserve`. One past its deadline shows as expired.
 #[utoipa::path(
     get, path = "/v1/reservations/{id}", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
@@ -378,15 +441,16 @@ async fn reserve(
         (status = 200, description = "The reservation", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
         AuthErrors,
-        NotAdmin,
+        NotAllowed,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn get_reservation(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
+    caller.require(RESERVE)?;
     let reservation = state.store.reservation(id, OffsetDateTime::now_utc()).await?;
     reservation.map(Json).ok_or_else(|| no_reservation(id))
 }
@@ -402,9 +466,10 @@ fn transition_response(id: Uuid, transition: Transition, verb: &str) -> Result<J
     }
 }
 
-/// Commit a reservation (admin/service token): its units leave on-hand for good.
+/// Commit a reservation: its units leave on-hand for good.
 ///
-/// Committing a committed reservation again returns it unchanged (200).
+/// For admins and services with `inventory:reserve`. Committing a committed reservation again
+/// returns it unchanged (200).
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/commit", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
@@ -413,23 +478,26 @@ fn transition_response(id: Uuid, transition: Transition, verb: &str) -> Result<J
         (status = 200, description = "Committed", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
         AuthErrors,
-        NotAdmin,
+        NotAllowed,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Released or expired: nothing to commit", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn commit(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
-    let transition = state.store.transition(id, Action::Commit, &admin.id, OffsetDateTime::now_utc()).await?;
+    caller.require(RESERVE)?;
+    let transition =
+        state.store.transition(id, Action::Commit, &caller.actor(), OffsetDateTime::now_utc()).await?;
     transition_response(id, transition, "committed")
 }
 
-/// Release a reservation (admin/service token): its units are available again.
+/// Release a reservation: its units are available again.
 ///
-/// Releasing a released or expired reservation returns it unchanged (200).
+/// For admins and services with `inventory:reserve`. Releasing a released or expired reservation
+/// returns it unchanged (200).
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/release", tag = "reservations",
     params(("id" = Uuid, Path, description = "Reservation id")),
@@ -438,17 +506,18 @@ async fn commit(
         (status = 200, description = "Released (or already released/expired)", body = Reservation),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
         AuthErrors,
-        NotAdmin,
+        NotAllowed,
         (status = 404, description = "No such reservation", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Committed: its units are gone", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn release(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Reservation>, ApiError> {
+    caller.require(RESERVE)?;
     let transition =
-        state.store.transition(id, Action::Release, &admin.id, OffsetDateTime::now_utc()).await?;
+        state.store.transition(id, Action::Release, &caller.actor(), OffsetDateTime::now_utc()).await?;
     transition_response(id, transition, "released")
 }

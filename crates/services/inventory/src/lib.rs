@@ -6,13 +6,23 @@
 //! | `PUT /v1/stock/{sku}` | admin | set `on_hand` (creates the SKU's row; never below `reserved`); needs `If-Match` (overwrite) or `If-None-Match: *` (create), else 428 |
 //! | `POST /v1/stock/{sku}/adjustments` | admin | add a signed `delta` to `on_hand` (`If-Match` optional) |
 //! | `GET /v1/stock/{sku}/ledger` | admin | every change of `on_hand`, paged: delta, result, reason, actor |
-//! | `POST /v1/reservations` | admin | reserve every line for an order, or none; idempotent per `order_id` |
-//! | `GET /v1/reservations/{id}` | admin | one reservation |
-//! | `POST /v1/reservations/{id}/commit` | admin | reserved units leave `on_hand` for good |
-//! | `POST /v1/reservations/{id}/release` | admin | release: the units are available again (repeatable; the reservation stays readable) |
+//! | `POST /v1/reservations` | service¹ | reserve every line for an order, or none; idempotent per `order_id` |
+//! | `GET /v1/reservations?order_id=` | service¹ | `{items: [..]}`: the order's reservation (0 or 1) |
+//! | `GET /v1/reservations/{id}` | service¹ | one reservation |
+//! | `POST /v1/reservations/{id}/commit` | service¹ | reserved units leave `on_hand` for good |
+//! | `POST /v1/reservations/{id}/release` | service¹ | release: the units are available again (repeatable; the reservation stays readable) |
 //!
-//! Reservations are called by the orders service with an admin token: there is no separate
-//! `service` role yet (adding one to `kit::auth::Role` would break exhaustive matches elsewhere).
+//! ¹ A service token ([`kit::service_auth`]) with the scope `inventory:reserve`, addressed to
+//! `inventory` and signed by a key in `inventory.trusted_keys` — in `shop all`, orders' key,
+//! wired from its `calls` — or an admin's token. A customer's token is a 403; a token meant for
+//! another service (its `aud`) or from an untrusted key is a 401. Ledger entries of a commit name
+//! the caller (`service:orders`, or the admin's id).
+//!
+//! Replaying `POST /v1/reservations` (same order id, same lines) answers by the reservation's
+//! state now: 200 while `reserved` or once `committed`; 409 `reservation-expired` once it expired
+//! (a replay never answers `reserved` for it: one past its deadline expires on the spot); 409
+//! `reservation-state` once it was released — its stock was given back on purpose, and a new
+//! attempt needs a new order id.
 //!
 //! Pending reservations expire `reservation_ttl_secs` after they are made: see [`expiry`].
 //! Overselling is prevented in the [`store`] (see its docs for the SQL and the locking).

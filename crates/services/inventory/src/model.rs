@@ -102,7 +102,8 @@ pub struct LedgerEntry {
     pub on_hand_after: i64,
     /// What changed it.
     pub reason: LedgerReason,
-    /// Who: the subject (`sub`) of the token that made the request.
+    /// Who: the subject (`sub`) of the admin token that made the request, or `service:<name>`
+    /// for a service token (a commit by orders: `service:orders`).
     #[schema(example = "6f1c1d0e-8a3b-4c6e-9a51-0c2f7d9e4b11")]
     pub actor: String,
     /// The committed reservation (reason `commit` only).
@@ -199,6 +200,14 @@ pub struct ReservationLine {
     pub quantity: i64,
 }
 
+/// Whether `order_id` is 1–100 characters of `A-Z a-z 0-9 - _ . :`.
+fn valid_order_id(order_id: &str) -> bool {
+    (1..=100).contains(&order_id.len())
+        && order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+const ORDER_ID_RULE: &str = "must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'";
+
 /// The body of `POST /v1/reservations`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -215,13 +224,8 @@ impl ReservationRequest {
     /// Checks every field; one [`FieldError`] per problem.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
-        let order_ok = (1..=100).contains(&self.order_id.len())
-            && self.order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-        if !order_ok {
-            errors.push(FieldError::new(
-                "#/order_id",
-                "must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
-            ));
+        if !valid_order_id(&self.order_id) {
+            errors.push(FieldError::new("#/order_id", ORDER_ID_RULE));
         }
         if self.lines.is_empty() || self.lines.len() > MAX_LINES {
             errors.push(FieldError::new("#/lines", format!("must have 1-{MAX_LINES} lines")));
@@ -306,6 +310,36 @@ impl Reservation {
         }
         key(&self.lines) == key(lines)
     }
+}
+
+/// The query of `GET /v1/reservations`.
+#[derive(Clone, Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReservationQuery {
+    /// The order whose reservation to find (required).
+    // Defaulted so a missing `order_id` is reported by name, like a malformed one.
+    #[serde(default)]
+    #[param(required = true, pattern = "^[A-Za-z0-9._:-]{1,100}$", example = "order-6f1c1d0e")]
+    pub order_id: String,
+}
+
+impl ReservationQuery {
+    /// Checks `order_id` (the rule of [`ReservationRequest::order_id`]).
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        if valid_order_id(&self.order_id) {
+            Ok(())
+        } else {
+            Err(vec![FieldError::new("order_id", ORDER_ID_RULE)])
+        }
+    }
+}
+
+/// The answer of `GET /v1/reservations?order_id=`: the order's reservation, if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReservationList {
+    /// 0 or 1 reservations (an order has at most one).
+    #[schema(max_items = 1)]
+    pub items: Vec<Reservation>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use kit::auth::{JwtKeys, Role};
 use kit::config::Settings;
+use kit::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use kit::testing::assert_problem;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -22,6 +23,10 @@ struct TestApp {
 
 /// Settings for a test: port 0, a fresh SQLite file, extra `inventory.*` keys.
 fn settings(database_url: &str, extra: &[(&str, u64)]) -> Settings {
+    Settings::from_figment(figment(database_url, extra))
+}
+
+fn figment(database_url: &str, extra: &[(&str, u64)]) -> Figment {
     let mut figment = Figment::new()
         .merge(("inventory.port", 0))
         .merge(("inventory.database_url", database_url))
@@ -31,7 +36,7 @@ fn settings(database_url: &str, extra: &[(&str, u64)]) -> Settings {
     for (key, value) in extra {
         figment = figment.merge((format!("inventory.{key}"), *value));
     }
-    Settings::from_figment(figment)
+    figment
 }
 
 async fn app_with(extra: &[(&str, u64)]) -> TestApp {
@@ -399,6 +404,7 @@ async fn bad_input_is_problem_json() {
         ("POST", "/v1/stock/A/adjustments".to_owned(), Some(json!({ "delta": 1 }))),
         ("GET", "/v1/stock/A/ledger".to_owned(), None),
         ("POST", "/v1/reservations".to_owned(), Some(reservation("o", &[("A", 1)]))),
+        ("GET", "/v1/reservations?order_id=o".to_owned(), None),
         ("GET", format!("/v1/reservations/{id}"), None),
         ("POST", format!("/v1/reservations/{id}/commit"), None),
         ("POST", format!("/v1/reservations/{id}/release"), None),
@@ -528,6 +534,149 @@ async fn commit_checks_expiry_itself() {
     assert_problem(status, &headers, &body, StatusCode::CONFLICT);
     assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
     assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 5, "reserved": 0, "available": 5 }));
+}
+
+/// The app trusting two keys: orders' (`orders-1`, allowed `inventory:reserve`) and payments'
+/// (`payments-1`, allowed nothing here); and the signers holding them.
+async fn app_trusting_orders() -> (TestApp, ServiceSigner, ServiceSigner) {
+    let (orders, payments) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let trust = |issuer: &str, pair: &KeyPair, scopes: &[&str]| TrustedKey {
+        issuer: issuer.to_owned(),
+        public_key: pair.public_key(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let figment = figment(&kit::db::temp_sqlite_url("inventory-service-auth"), &[])
+        .merge(("inventory.trusted_keys.orders-1", trust("orders", &orders, &["inventory:reserve"])))
+        .merge(("inventory.trusted_keys.payments-1", trust("payments", &payments, &[])));
+    let app = shop_inventory::SERVICE.app(&Settings::from_figment(figment)).await.expect("app");
+    let app = TestApp { router: app.router, keys: app.keys };
+    (
+        app,
+        ServiceSigner::new("orders", "orders-1", &orders),
+        ServiceSigner::new("payments", "payments-1", &payments),
+    )
+}
+
+impl TestApp {
+    /// A request with `Authorization: Bearer <token>`.
+    async fn bearer(
+        &self,
+        method: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let auth = format!("Bearer {token}");
+        self.call_with(method, uri, None, &[("authorization", &auth)], body).await
+    }
+}
+
+#[tokio::test]
+async fn reservation_routes_take_a_service_token_with_the_reserve_scope() {
+    let (app, orders, payments) = app_trusting_orders().await;
+    app.set_stock("A", 10).await;
+    let token = orders.token("inventory", &["inventory:reserve"]).unwrap();
+
+    let (status, _, r) =
+        app.bearer("POST", "/v1/reservations", &token, Some(reservation("o-1", &[("A", 2)]))).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (status, _, got) = app.bearer("GET", &format!("/v1/reservations/{id}"), &token, None).await;
+    assert_eq!((status, &got), (StatusCode::OK, &r));
+    let (status, _, found) = app.bearer("GET", "/v1/reservations?order_id=o-1", &token, None).await;
+    assert_eq!((status, &found), (StatusCode::OK, &json!({ "items": [r] })));
+    let (status, _, committed) =
+        app.bearer("POST", &format!("/v1/reservations/{id}/commit"), &token, None).await;
+    assert_eq!((status, &committed["status"]), (StatusCode::OK, &json!("committed")));
+    let (_, _, ledger) = app.admin("GET", "/v1/stock/A/ledger", None).await;
+    let last = &ledger["items"][ledger["items"].as_array().unwrap().len() - 1];
+    assert_eq!((&last["reason"], &last["actor"]), (&json!("commit"), &json!("service:orders")), "{ledger}");
+
+    // Refused: no scope (403); a scope the key is not allowed here (403); a token for catalog,
+    // an unknown key (401).
+    let (_, _, second) = app.admin("POST", "/v1/reservations", Some(reservation("o-2", &[("A", 1)]))).await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    let no_scope = orders.token("inventory", &[]).unwrap();
+    let not_allowed = payments.token("inventory", &["inventory:reserve"]).unwrap();
+    let for_catalog = orders.token("catalog", &["inventory:reserve"]).unwrap();
+    let untrusted = ServiceSigner::new("orders", "orders-9", &KeyPair::generate().unwrap())
+        .token("inventory", &["inventory:reserve"])
+        .unwrap();
+    let routes = [
+        ("POST", "/v1/reservations".to_owned(), Some(reservation("o-3", &[("A", 1)]))),
+        ("GET", "/v1/reservations?order_id=o-2".to_owned(), None),
+        ("GET", format!("/v1/reservations/{second}"), None),
+        ("POST", format!("/v1/reservations/{second}/commit"), None),
+        ("POST", format!("/v1/reservations/{second}/release"), None),
+    ];
+    for (method, uri, body) in &routes {
+        for (token, expected) in [
+            (&no_scope, StatusCode::FORBIDDEN),
+            (&not_allowed, StatusCode::FORBIDDEN),
+            (&for_catalog, StatusCode::UNAUTHORIZED),
+            (&untrusted, StatusCode::UNAUTHORIZED),
+        ] {
+            let (status, headers, problem) = app.bearer(method, uri, token, body.clone()).await;
+            assert_problem(status, &headers, &problem, expected);
+        }
+    }
+    let (_, _, refused) =
+        app.bearer("POST", "/v1/reservations", &for_catalog, Some(reservation("o-3", &[("A", 1)]))).await;
+    assert_eq!(refused["detail"], "the service token is meant for another service");
+    assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 8, "reserved": 1, "available": 7 }));
+    // Stock administration stays admin-only, even with the scope.
+    let (status, headers, problem) = app.bearer("GET", "/v1/stock/A/ledger", &token, None).await;
+    assert_problem(status, &headers, &problem, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn reservations_are_found_by_order_id() {
+    let app = app().await;
+    app.set_stock("A", 10).await;
+    let (_, _, r) = app.admin("POST", "/v1/reservations", Some(reservation("order:42", &[("A", 2)]))).await;
+    let (status, _, found) = app.admin("GET", "/v1/reservations?order_id=order:42", None).await;
+    assert_eq!((status, &found), (StatusCode::OK, &json!({ "items": [r] })));
+    let (status, _, none) = app.admin("GET", "/v1/reservations?order_id=order:43", None).await;
+    assert_eq!((status, &none), (StatusCode::OK, &json!({ "items": [] })));
+    for uri in ["/v1/reservations", "/v1/reservations?order_id=", "/v1/reservations?order_id=a%20b"] {
+        let (status, headers, problem) = app.admin("GET", uri, None).await;
+        assert_problem(status, &headers, &problem, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["errors"][0]["pointer"], "order_id", "{uri}: {problem}");
+    }
+}
+
+#[tokio::test]
+async fn replaying_an_expired_or_released_reservation_is_a_409() {
+    // The sweep runs once an hour here: the replay itself must notice the deadline.
+    let app = app_with(&[("reservation_ttl_secs", 1), ("expiry_interval_ms", 3_600_000)]).await;
+    app.set_stock("A", 5).await;
+    let req = reservation("o-late", &[("A", 2)]);
+    let (_, _, r) = app.admin("POST", "/v1/reservations", Some(req.clone())).await;
+    let expires_at = time::OffsetDateTime::parse(
+        r["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = expires_at - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
+    tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+    assert_eq!(app.stock("A").await["reserved"], 2, "not swept yet");
+    for _ in 0..2 {
+        let (status, headers, body) = app.admin("POST", "/v1/reservations", Some(req.clone())).await;
+        assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+        assert_eq!(body["type"], "https://palisade.dev/problems/reservation-expired", "{body}");
+    }
+    assert_eq!(app.stock("A").await, json!({ "sku": "A", "on_hand": 5, "reserved": 0, "available": 5 }));
+    let (_, _, found) = app.admin("GET", "/v1/reservations?order_id=o-late", None).await;
+    assert_eq!(found["items"][0]["status"], "expired");
+
+    let req = reservation("o-released", &[("A", 1)]);
+    let (_, _, r) = app.admin("POST", "/v1/reservations", Some(req.clone())).await;
+    let id = r["id"].as_str().unwrap();
+    app.admin("POST", &format!("/v1/reservations/{id}/release"), None).await;
+    let (status, headers, body) = app.admin("POST", "/v1/reservations", Some(req)).await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    assert_eq!(body["type"], "https://palisade.dev/problems/reservation-state", "{body}");
+    assert_eq!(app.stock("A").await["reserved"], 0, "a refused replay reserves nothing");
 }
 
 /// A running server on a real port, and an HTTP client for it.

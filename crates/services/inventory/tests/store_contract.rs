@@ -171,6 +171,36 @@ async fn reserve_is_idempotent_per_order() {
             other => panic!("expected the same reservation, got {other:?}"),
         }
         assert_eq!(stock(store.as_ref(), "A").await, (10, 0));
+
+        // By order id: the same reservation; none for an unknown order.
+        let found = store.reservation_for_order("o-1", later).await.unwrap().unwrap();
+        assert_eq!((found.id, found.status), (first.id, ReservationStatus::Released));
+        assert_eq!(store.reservation_for_order("o-unknown", later).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replay_past_the_deadline_expires_the_reservation() {
+    each_store(|store| async move {
+        set(store.as_ref(), "A", 10, t0()).await.unwrap();
+        let first = created(store.as_ref(), &request("o-1", &[("A", 4)]), t0()).await;
+        let late = t0() + TTL + Duration::from_secs(1);
+        match store.reserve(&request("o-1", &[("A", 4)]), late, TTL).await.unwrap() {
+            ReserveOutcome::Replayed(r) => {
+                assert_eq!((r.id, r.status), (first.id, ReservationStatus::Expired));
+            }
+            other => panic!("expected the expired reservation, got {other:?}"),
+        }
+        assert_eq!(stock(store.as_ref(), "A").await, (10, 0), "its stock is back");
+        let second = created(store.as_ref(), &request("o-2", &[("A", 1)]), t0()).await;
+        let found = store.reservation_for_order("o-2", late).await.unwrap().unwrap();
+        assert_eq!(
+            (found.id, found.status),
+            (second.id, ReservationStatus::Expired),
+            "read by order: expired"
+        );
+        assert_eq!(stock(store.as_ref(), "A").await, (10, 0));
     })
     .await;
 }

@@ -12,7 +12,8 @@
 //!
 //! [`ClientIp`] gives the client's address (for per-address rate limits; see [`crate::client_ip`])
 //! and [`IfNoneMatch`] the `If-None-Match` header; [`Preconditions`] the `If-Match` and
-//! `If-None-Match` of a write (RFC 9110 §13). None of them rejects.
+//! `If-None-Match` of a write (RFC 9110 §13), with the 428 and 412 problems every conditional
+//! write answers ([`Preconditions::required`], [`Preconditions::failed`]). None of them rejects.
 
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -233,6 +234,11 @@ fn lists(list: &str, current: &str, weak: bool) -> bool {
     })
 }
 
+/// The problem type of a 412 ([`Preconditions::failed`]).
+pub const PRECONDITION_FAILED: &str = "https://palisade.dev/problems/precondition-failed";
+/// The problem type of a 428 ([`Preconditions::required`]).
+pub const PRECONDITION_REQUIRED: &str = "https://palisade.dev/problems/precondition-required";
+
 impl Preconditions {
     /// From the two headers' values (several header lines joined with `,`).
     pub fn new(if_match: Option<&str>, if_none_match: Option<&str>) -> Self {
@@ -242,6 +248,31 @@ impl Preconditions {
     /// Neither header was sent.
     pub const fn is_empty(&self) -> bool {
         self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// A 428 `precondition-required` (`detail` says which header to send) when neither header was
+    /// sent: for writes that must not be blind, because others change the resource concurrently.
+    pub fn required(&self, detail: impl Into<String>) -> Result<(), ApiError> {
+        if self.is_empty() { Err(precondition_required(detail)) } else { Ok(()) }
+    }
+
+    /// Like [`required`](Self::required), but only `If-Match` will do: for writes of a resource
+    /// that must already exist (`If-None-Match` alone would let a blind write through).
+    pub fn if_match_required(&self, detail: impl Into<String>) -> Result<(), ApiError> {
+        if self.if_match.is_none() { Err(precondition_required(detail)) } else { Ok(()) }
+    }
+
+    /// The 412 `precondition-failed` of a write whose preconditions do not [hold](Self::hold),
+    /// with the resource's `current` `ETag` in the `ETag` header when it exists, so the client can
+    /// read again or retry knowingly.
+    pub fn failed(detail: impl Into<String>, current: Option<&str>) -> ApiError {
+        let err = ApiError::new(StatusCode::PRECONDITION_FAILED)
+            .with_type(PRECONDITION_FAILED, "Precondition failed")
+            .with_detail(detail);
+        match current.and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            Some(etag) => err.with_header(header::ETAG, etag),
+            None => err,
+        }
     }
 
     /// Whether they hold for a resource whose current strong `ETag` is `current` (`None`: it does
@@ -256,6 +287,12 @@ impl Preconditions {
             .is_none_or(|list| current.is_none_or(|etag| !lists(list, etag, true)));
         if_match && if_none_match
     }
+}
+
+fn precondition_required(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_REQUIRED)
+        .with_type(PRECONDITION_REQUIRED, "Precondition required")
+        .with_detail(detail)
 }
 
 fn joined(parts: &Parts, name: &header::HeaderName) -> Option<String> {
@@ -496,6 +533,28 @@ mod tests {
         assert!(!not_this.hold(Some("\"5\"")) && not_this.hold(Some("\"6\"")) && not_this.hold(None));
         let (mut parts, ()) = http::Request::put("/").body(()).unwrap().into_parts();
         assert!(super::Preconditions::from_request_parts(&mut parts, &()).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn precondition_problems_are_428_without_headers_and_412_with_the_current_etag() {
+        use axum::response::IntoResponse as _;
+
+        use super::{PRECONDITION_FAILED, PRECONDITION_REQUIRED, Preconditions};
+
+        let blind = Preconditions::default().required("send If-Match").unwrap_err();
+        assert_eq!(blind.status(), StatusCode::PRECONDITION_REQUIRED);
+        assert_eq!(blind.problem().type_uri, PRECONDITION_REQUIRED);
+        assert!(Preconditions::new(Some("\"1\""), None).required("send If-Match").is_ok());
+        assert!(Preconditions::new(None, Some("*")).required("send a precondition").is_ok());
+        let only_none_match = Preconditions::new(None, Some("\"9\"")).if_match_required("send If-Match");
+        assert_eq!(only_none_match.unwrap_err().status(), StatusCode::PRECONDITION_REQUIRED);
+        assert!(Preconditions::new(Some("*"), None).if_match_required("send If-Match").is_ok());
+        let stale = Preconditions::failed("changed", Some("\"2\"")).into_response();
+        assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(stale.headers()[http::header::ETAG], "\"2\"");
+        let gone = Preconditions::failed("absent", None);
+        assert_eq!(gone.problem().type_uri, PRECONDITION_FAILED);
+        assert!(gone.into_response().headers().get(http::header::ETAG).is_none());
     }
 
     /// The status, `Content-Type` and body of `GET uri` on `router`.

@@ -12,6 +12,7 @@ use kit::extract::{ClientIp, Json, Path, Query};
 use kit::openapi::{AuthErrors, NotAdmin};
 use kit::rate_limit::address_key;
 use kit::secret::Secret;
+use kit::service_auth::{Caller, Principal};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -81,6 +82,9 @@ impl TokenCheck for LocalTokenCheck {
 }
 
 /// The one answer to a failed login, whether the email is unknown or the password wrong.
+/// The scope a service token needs to read accounts.
+const USERS_READ: &str = "users:read";
+
 fn invalid_credentials() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED)
         .with_type("https://palisade.dev/problems/invalid-credentials", "Invalid credentials")
@@ -292,7 +296,9 @@ async fn update_me(
     Ok(Json(updated.into()))
 }
 
-/// One account (admins: any; others: their own).
+/// One account (admins: any; services with `users:read`: any; others: their own).
+///
+/// A service token is one of `kit::service_auth` (orders checks the customer of an order with it).
 #[utoipa::path(
     get, path = "/v1/users/{id}", tag = "users",
     params(("id" = Uuid, Path, description = "Account id")),
@@ -301,17 +307,20 @@ async fn update_me(
         (status = 200, description = "The account", body = User),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = PROBLEM),
         AuthErrors,
-        (status = 403, description = "Another user's account, and not an admin", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Another user's account, and not an admin; or a service token without \
+            `users:read`", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such account", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn get_user(
     State(state): State<AppState>,
-    user: AuthUser,
+    principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<User>, ApiError> {
-    if user.role != Role::Admin && user.id != id.to_string() {
-        return Err(ApiError::forbidden("only admins may read other users' accounts"));
+    match principal {
+        Principal::User(user) if user.role == Role::Admin || user.id == id.to_string() => {}
+        Principal::User(_) => return Err(ApiError::forbidden("only admins may read other users' accounts")),
+        Principal::Service(service) => Caller::Service(service).require(USERS_READ)?,
     }
     let account =
         state.store.get(id).await?.ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;

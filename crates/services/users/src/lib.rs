@@ -3,8 +3,13 @@
 //!
 //! Public: `POST /v1/users` (register) and `POST /v1/sessions` (log in → bearer token, rate-limited
 //! per account and per client address). Authenticated: `GET`/`PATCH /v1/users/me`,
-//! `GET /v1/users/{id}` (self or admin). Admin: `GET /v1/users` (paging). At start, an admin account
-//! is created from configuration when none exists ([`bootstrap`]).
+//! `GET /v1/users/{id}` (self, admin, or a service token with the scope `users:read` — orders',
+//! in `shop all`). Admin: `GET /v1/users` (paging). At start, an admin account is created from
+//! configuration when none exists ([`bootstrap`]).
+//!
+//! Every new account (a registration, and the configured admin) publishes `user.registered`
+//! (subject: the account id; data [`model::UserRegistered`]: `{user_id, email, name}`, `name`
+//! being the display name or `null`) through the outbox, in the transaction that inserts it.
 //!
 //! Layout as in the catalog: [`model`] (API types and validation), [`store`] (a `Store` trait, one
 //! implementation per database), [`api`] (handlers with their OpenAPI annotations), plus

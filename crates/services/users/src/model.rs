@@ -48,6 +48,20 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
+/// The data of a `user.registered` event (subject: the account's id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    /// The new account.
+    pub user_id: Uuid,
+    /// Its email, lowercase.
+    pub email: String,
+    /// Its display name (`null` when none was given).
+    pub name: Option<String>,
+}
+
+/// The event type of [`UserRegistered`].
+pub const USER_REGISTERED: &str = "user.registered";
+
 /// The body of `POST /v1/users`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -11,6 +11,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use kit::auth::{JwtKeys, Role};
 use kit::config::Settings;
+use kit::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use serde_json::{Value, json};
 use shop_users::config::{DEFAULT_ADMIN_EMAIL, DEFAULT_ADMIN_PASSWORD};
 use tower::ServiceExt;
@@ -407,6 +408,96 @@ async fn admin_list_and_roles() {
         &app.call("DELETE", "/v1/users/me", Some(&admin), None, None).await,
         StatusCode::METHOD_NOT_ALLOWED,
     );
+}
+
+#[tokio::test]
+async fn services_read_accounts_with_the_users_read_scope() {
+    let (orders, catalog) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let trust = |issuer: &str, pair: &KeyPair, scopes: &[&str]| {
+        serde_json::to_value(TrustedKey {
+            issuer: issuer.to_owned(),
+            public_key: pair.public_key(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        })
+        .unwrap()
+    };
+    let app = app_with(&[
+        ("users.trusted_keys.orders-1", trust("orders", &orders, &["users:read"])),
+        ("users.trusted_keys.catalog-1", trust("catalog", &catalog, &[])),
+    ])
+    .await;
+    let (_, _, user) = app.register("dana@example.com", PASSWORD).await;
+    let uri = format!("/v1/users/{}", user["id"].as_str().unwrap());
+    let orders = ServiceSigner::new("orders", "orders-1", &orders);
+    let catalog = ServiceSigner::new("catalog", "catalog-1", &catalog);
+
+    let token = orders.token("users", &["users:read"]).unwrap();
+    let (status, _, got) = app.call("GET", &uri, Some(&token), None, None).await;
+    assert_eq!((status, &got), (StatusCode::OK, &user));
+    let missing = format!("/v1/users/{}", uuid::Uuid::new_v4());
+    assert_problem(&app.call("GET", &missing, Some(&token), None, None).await, StatusCode::NOT_FOUND);
+    // Without the scope, or with one this service does not allow the key: 403.
+    for token in [orders.token("users", &[]).unwrap(), catalog.token("users", &["users:read"]).unwrap()] {
+        assert_problem(&app.call("GET", &uri, Some(&token), None, None).await, StatusCode::FORBIDDEN);
+    }
+    // A token for another service, or from a key not trusted here: 401.
+    let for_inventory = orders.token("inventory", &["users:read"]).unwrap();
+    let untrusted = ServiceSigner::new("orders", "orders-9", &KeyPair::generate().unwrap())
+        .token("users", &["users:read"])
+        .unwrap();
+    for token in [for_inventory, untrusted] {
+        assert_problem(&app.call("GET", &uri, Some(&token), None, None).await, StatusCode::UNAUTHORIZED);
+    }
+    // A service token reads accounts by id only, never the list or `me`.
+    for path in ["/v1/users", "/v1/users/me"] {
+        let answer = app.call("GET", path, Some(&token), None, None).await;
+        assert_problem(&answer, StatusCode::UNAUTHORIZED);
+    }
+    // Admins and the account's owner still read it.
+    let admin = app.admin_token().await;
+    assert_eq!(app.call("GET", &uri, Some(&admin), None, None).await.0, StatusCode::OK);
+    let own = app.token("dana@example.com", PASSWORD).await;
+    assert_eq!(app.call("GET", &uri, Some(&own), None, None).await.0, StatusCode::OK);
+}
+
+/// The `(type, subject, data)` of every event in the outbox of the SQLite database at `url`.
+async fn events(url: &str) -> Vec<(String, String, Value)> {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT type, subject, data FROM kit_outbox ORDER BY created_at, id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(t, s, d)| (t, s, serde_json::from_str(&d).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn registration_publishes_user_registered() {
+    let url = kit::db::temp_sqlite_url("users-events");
+    let app = shop_users::SERVICE.app(&settings(&url, &[])).await.expect("app");
+    let app = TestApp { router: app.router, keys: app.keys };
+    // The configured admin was created at start: its event is there already.
+    let at_start = events(&url).await;
+    assert_eq!(at_start.len(), 1, "{at_start:?}");
+    assert_eq!(
+        (at_start[0].0.as_str(), &at_start[0].2["email"]),
+        ("user.registered", &json!(DEFAULT_ADMIN_EMAIL))
+    );
+
+    let body = json!({ "email": "Eve@Example.com", "password": PASSWORD, "display_name": "Eve" });
+    let (status, _, user) = app.call("POST", "/v1/users", None, Some(body.clone()), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    let data = json!({ "user_id": id, "email": "eve@example.com", "name": "Eve" });
+    assert_eq!(events(&url).await[1..], [("user.registered".to_owned(), id, data)]);
+    // A refused registration (the email is taken) publishes nothing.
+    assert_problem(&app.call("POST", "/v1/users", None, Some(body), None).await, StatusCode::CONFLICT);
+    let (status, _, _) = app.register("frank@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let all = events(&url).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all[2].2["name"], Value::Null, "no display name");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kit::auth::Role;
-use kit::db::StoreError;
+use kit::db::{Db, StoreError};
 use kit::secret::Secret;
 use shop_users::MIGRATIONS;
 use shop_users::store::{self, AccountChanges, NewAccount, Store};
@@ -21,15 +21,45 @@ fn account(email: &str, role: Role) -> NewAccount {
 /// Runs `suite` on SQLite, then on PostgreSQL when configured.
 async fn each_store<F, Fut>(suite: F)
 where
-    F: Fn(Arc<dyn Store>) -> Fut,
+    F: Fn(Arc<dyn Store>, Db) -> Fut,
     Fut: Future<Output = ()>,
 {
-    kit::testing::each_database("users-store", &MIGRATIONS, 4, |db| suite(store::for_db(&db))).await;
+    kit::testing::each_database("users-store", &MIGRATIONS, 4, |db| suite(store::for_db(&db), db)).await;
+}
+
+/// The `(type, subject, data)` of every event in `db`'s outbox, oldest first.
+async fn events(db: &Db) -> Vec<(String, String, serde_json::Value)> {
+    const SQL: &str = "SELECT type, subject, data FROM kit_outbox ORDER BY created_at, id";
+    let rows: Vec<(String, String, String)> = match db {
+        Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+        Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+    };
+    rows.into_iter().map(|(t, s, d)| (t, s, serde_json::from_str(&d).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn create_publishes_user_registered_in_its_transaction() {
+    each_store(|store, db| async move {
+        let created = store.create(&account("alice@example.com", Role::Customer)).await.unwrap();
+        let data = serde_json::json!({
+            "user_id": created.id,
+            "email": "alice@example.com",
+            "name": "name of alice@example.com",
+        });
+        assert_eq!(events(&db).await, [("user.registered".to_owned(), created.id.to_string(), data)]);
+        // The duplicate is rolled back with its event.
+        assert!(matches!(
+            store.create(&account("alice@example.com", Role::Customer)).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(events(&db).await.len(), 1);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn create_get_find_update() {
-    each_store(|store| async move {
+    each_store(|store, _| async move {
         let created = store.create(&account("alice@example.com", Role::Customer)).await.unwrap();
         assert_eq!(created.email, "alice@example.com");
         assert_eq!(created.role, Role::Customer);
@@ -77,7 +107,7 @@ async fn create_get_find_update() {
 
 #[tokio::test]
 async fn emails_are_unique_and_lowercase_in_the_database() {
-    each_store(|store| async move {
+    each_store(|store, _| async move {
         store.create(&account("dup@example.com", Role::Customer)).await.unwrap();
         match store.create(&account("dup@example.com", Role::Admin)).await {
             Err(StoreError::Conflict(msg)) => assert!(msg.contains("email"), "{msg}"),
@@ -94,7 +124,7 @@ async fn emails_are_unique_and_lowercase_in_the_database() {
 
 #[tokio::test]
 async fn concurrent_registrations_of_one_email_give_one_account() {
-    each_store(|store| async move {
+    each_store(|store, _| async move {
         let attempts = (0..8).map(|_| {
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.create(&account("race@example.com", Role::Customer)).await })
@@ -115,7 +145,7 @@ async fn concurrent_registrations_of_one_email_give_one_account() {
 
 #[tokio::test]
 async fn list_pages_in_insertion_order_and_counts_admins() {
-    each_store(|store| async move {
+    each_store(|store, _| async move {
         assert_eq!(store.count_admins().await.unwrap(), 0);
         let emails = ["c@example.com", "a@example.com", "b@example.com", "d@example.com"];
         for (i, email) in emails.iter().enumerate() {
@@ -136,7 +166,7 @@ async fn list_pages_in_insertion_order_and_counts_admins() {
 
 #[tokio::test]
 async fn role_changes_bump_the_token_version_and_keep_one_admin() {
-    each_store(|store| async move {
+    each_store(|store, _| async move {
         let first = store.create(&account("root@example.com", Role::Admin)).await.unwrap();
         let other = store.create(&account("carol@example.com", Role::Customer)).await.unwrap();
         assert_eq!(first.token_version, 0);

@@ -161,7 +161,8 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
     ) -> BoxFuture<'a, StoreResult<Option<Vec<LedgerEntry>>>>;
     /// Reserves every line of a validated `request` or none, idempotently per `order_id`; the
-    /// reservation expires `ttl` after `now`.
+    /// reservation expires `ttl` after `now`. A replay of a reservation past its deadline expires
+    /// it first, so [`ReserveOutcome::Replayed`] never shows a due reservation as reserved.
     fn reserve<'a>(
         &'a self,
         request: &'a ReservationRequest,
@@ -170,6 +171,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<ReserveOutcome>>;
     /// The reservation `id`; one past its deadline is expired first (its stock given back).
     fn reservation(&self, id: Uuid, now: OffsetDateTime) -> BoxFuture<'_, StoreResult<Option<Reservation>>>;
+    /// The reservation of order `order_id`, expired first when past its deadline (as
+    /// [`Store::reservation`]).
+    fn reservation_for_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, StoreResult<Option<Reservation>>>;
     /// Commits, releases or expires reservation `id` (see [`Transition`]) on behalf of `actor`
     /// (named in the ledger entries of a commit). A pending reservation past its deadline expires
     /// instead of committing.
@@ -195,6 +203,14 @@ pub fn with_retry(db: &Db, retry: Retry) -> Arc<dyn Store> {
     match db {
         Db::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone()).with_retry(retry)),
         Db::Postgres(pool) => Arc::new(PgStore::new(pool.clone()).with_retry(retry)),
+    }
+}
+
+/// The reservation a transition left behind, whatever it did (`None`: there is none).
+fn settled(transition: Transition) -> Option<Reservation> {
+    match transition {
+        Transition::Done(r) | Transition::AlreadyDone(r) | Transition::Refused(r) => Some(r),
+        Transition::NotFound => None,
     }
 }
 

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{
     Action, LedgerRow, LineRef, RESERVATION_COLUMNS, ReservationRow, ReserveOutcome, STOCK_COLUMNS,
-    SYSTEM_ACTOR, Shortage, StockRow, StockWrite, Store, StoreResult, Transition, below_reserved, stock_of,
-    to_ms, ttl_ms,
+    SYSTEM_ACTOR, Shortage, StockRow, StockWrite, Store, StoreResult, Transition, below_reserved, settled,
+    stock_of, to_ms, ttl_ms,
 };
 use crate::model::{
     LedgerEntry, LedgerReason, MAX_ON_HAND, Reservation, ReservationLine, ReservationRequest,
@@ -213,7 +213,8 @@ kit::sql_store! {
             now: OffsetDateTime,
             ttl: Duration,
         ) -> BoxFuture<'a, StoreResult<ReserveOutcome>> {
-            Box::pin(self.retry.run(move || async move {
+            Box::pin(async move {
+                let outcome = self.retry.run(move || async move {
                 let now = to_ms(now);
                 let mut tx = self.pool.begin_write().await?;
                 // The header first: a concurrent request for the same order waits here (unique
@@ -307,7 +308,18 @@ kit::sql_store! {
                     updated_at: now,
                 };
                 Ok(ReserveOutcome::Created(row.into_reservation(request.lines.clone())?))
-            }))
+                }).await?;
+                // A replay never shows a due reservation as pending: it expires first (its stock
+                // is given back), as a read of it would.
+                match outcome {
+                    ReserveOutcome::Replayed(r)
+                        if r.status == ReservationStatus::Reserved && r.expires_at <= now =>
+                    {
+                        Ok(ReserveOutcome::Replayed(settled(self.transition(r.id, Action::Expire, SYSTEM_ACTOR, now).await?).unwrap_or(r)))
+                    }
+                    other => Ok(other),
+                }
+            })
         }
 
         fn reservation(
@@ -321,13 +333,27 @@ kit::sql_store! {
                     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
                 let Some(row) = row else { return Ok(None) };
                 if row.status == ReservationStatus::Reserved.as_str() && row.expires_at <= to_ms(now) {
-                    return Ok(match self.transition(id, Action::Expire, SYSTEM_ACTOR, now).await? {
-                        Transition::Done(r) | Transition::AlreadyDone(r) | Transition::Refused(r) => Some(r),
-                        Transition::NotFound => None,
-                    });
+                    return Ok(settled(self.transition(id, Action::Expire, SYSTEM_ACTOR, now).await?));
                 }
                 let lines = lines!(&self.pool, id);
                 Ok(Some(row.into_reservation(lines)?))
+            })
+        }
+
+        fn reservation_for_order<'a>(
+            &'a self,
+            order_id: &'a str,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, StoreResult<Option<Reservation>>> {
+            Box::pin(async move {
+                let id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM reservations WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match id {
+                    Some(id) => self.reservation(id, now).await,
+                    None => Ok(None),
+                }
             })
         }
 

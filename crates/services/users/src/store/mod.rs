@@ -81,7 +81,9 @@ pub struct AccountChanges {
 /// Account persistence. Email uniqueness is enforced by the database ([`StoreError::Conflict`]),
 /// so two concurrent registrations of one email give one account and one conflict.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts an account.
+    /// Inserts an account and, in the same transaction, publishes `user.registered`
+    /// ([`UserRegistered`](crate::model::UserRegistered); every new account, the configured admin
+    /// too).
     fn create<'a>(&'a self, account: &'a NewAccount) -> BoxFuture<'a, StoreResult<Account>>;
     /// The account with `id`.
     fn get(&self, id: Uuid) -> BoxFuture<'_, StoreResult<Option<Account>>>;
@@ -159,6 +161,11 @@ const fn role_name(role: Role) -> &'static str {
         Role::Customer => "customer",
         Role::Admin => "admin",
     }
+}
+
+/// A JSON error building an event, as a store error (a bug: the event types always serialize).
+fn encode_error(err: serde_json::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Encode(Box::new(err)))
 }
 
 /// A duplicate email, with a message for the client.

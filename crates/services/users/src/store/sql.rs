@@ -5,12 +5,15 @@
 
 use futures_util::future::BoxFuture;
 use kit::db::{SqlPool as _, StoreError, now};
+use kit::outbox::Event;
+use kit::uow::UnitOfWork as _;
 use uuid::Uuid;
 
 use super::{
     Account, AccountChanges, AccountRow, COLUMNS, NewAccount, SELECTED, Store, StoreResult, accounts,
-    on_conflict, role_name,
+    encode_error, on_conflict, role_name,
 };
+use crate::model::{USER_REGISTERED, UserRegistered};
 
 kit::sql_store! {
     /// Accounts in SQLite.
@@ -20,8 +23,7 @@ kit::sql_store! {
     impl Store {
         fn create<'a>(&'a self, account: &'a NewAccount) -> BoxFuture<'a, StoreResult<Account>> {
             Box::pin(async move {
-                // Events: `user.registered` is written here, in this statement's transaction, when the
-                // outbox lands (a later issue).
+                let mut tx = self.pool.begin_write().await?;
                 let sql = format!(
                     "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {SELECTED}"
                 );
@@ -32,10 +34,19 @@ kit::sql_store! {
                     .bind(account.display_name.as_deref())
                     .bind(role_name(account.role))
                     .bind(now())
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(on_conflict)?;
-                row.try_into()
+                let created = Account::try_from(row)?;
+                let data = UserRegistered {
+                    user_id: created.id,
+                    email: created.email.clone(),
+                    name: created.display_name.clone(),
+                };
+                let event = Event::new(USER_REGISTERED, &created.id.to_string(), &data).map_err(encode_error)?;
+                tx.publish(&event).await?;
+                tx.commit().await?;
+                Ok(created)
             })
         }
 
