@@ -1,7 +1,7 @@
 # The commands the README names. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench load doc api-check
+.PHONY: help run test lint fmt bench load load-orders doc api-check
 
 help:
 	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
@@ -9,6 +9,7 @@ help:
 	@echo "make lint   - fmt check, clippy -D warnings, rustdoc -D warnings"
 	@echo "make bench  - criterion benchmarks of the palisade layers (results: crates/middleware/BENCHMARKS.md)"
 	@echo "make load   - wrk on loopback: catalog vs bare axum baselines (results: docs/performance.md)"
+	@echo "make load-orders - wrk on loopback: POST /v1/orders against shop all (results: docs/performance.md)"
 	@echo "make api-check - newman (postman/) and schemathesis against a fresh shop all (tools under target/)"
 
 run:
@@ -35,6 +36,9 @@ bench:
 
 load:
 	CARGO="$(CARGO)" scripts/load.sh
+
+load-orders:
+	CARGO="$(CARGO)" scripts/load-orders.sh
 
 api-check:
 	CARGO="$(CARGO)" bash scripts/api-checks.sh

@@ -87,4 +87,4 @@ run notifications-down \
     SHOP__PAYMENTS__EVENTS__SUBSCRIBERS__NOTIFICATIONS__URL=http://127.0.0.1:9 \
     SHOP__ORDERS__EVENTS__SUBSCRIBERS__NOTIFICATIONS__URL=http://127.0.0.1:9
 run full SHOP__INVENTORY__DB_SYNCHRONOUS=full SHOP__PAYMENTS__DB_SYNCHRONOUS=full SHOP__ORDERS__DB_SYNCHRONOUS=full
-"$LOADTEST" commits --synchronous full --seconds "${DURATION%s}"
+for sync in normal full; do "$LOADTEST" commits "$sync" "${COMMITS_PER_ORDER:-12}" "${DURATION%s}" "$CONNECTIONS"; done

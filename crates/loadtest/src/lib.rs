@@ -14,6 +14,7 @@
 
 pub mod bare;
 pub mod breakdown;
+pub mod commits;
 pub mod hello;
 pub mod seed;
 

@@ -5,6 +5,7 @@
 //! shop-loadtest bare-sqlite ADDR DATABASE_URL [N]   bare axum + sqlx GET /v1/products/{id} (pool N, default 8)
 //! shop-loadtest breakdown VARIANT ADDR DATABASE_URL  bare-stack | bare-kit | catalog-handlers (see breakdown)
 //! shop-loadtest seed BASE_URL                       create one product through the catalog API; prints its id
+//! shop-loadtest commits normal|full PER_ORDER SECONDS [CONCURRENCY]  the floor of a durability setting (commits)
 //! ```
 //!
 //! `seed` signs its admin token with `SHOP__JWT_SECRET` (the catalog's development secret when unset).
@@ -12,7 +13,7 @@
 use std::process::ExitCode;
 
 use shop_loadtest::breakdown::{self, Variant};
-use shop_loadtest::{BoxError, bare, hello, seed, serve};
+use shop_loadtest::{BoxError, bare, commits, hello, seed, serve};
 
 const USAGE: &str =
     "usage: shop-loadtest hello ADDR | bare-sqlite ADDR DATABASE_URL [POOL_SIZE] | seed BASE_URL";
@@ -49,6 +50,37 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
             let secret =
                 std::env::var("SHOP__JWT_SECRET").unwrap_or_else(|_| kit::config::DEV_JWT_SECRET.to_owned());
             println!("{}", seed::create_product(arg(1)?, &secret).await?);
+            Ok(())
+        }
+        "commits" => {
+            let number = |i: usize| -> Result<u32, BoxError> {
+                let text = arg(i)?;
+                text.parse().map_err(|_| format!("{text} is not a number").into())
+            };
+            let floor = commits::Floor {
+                dir: std::env::temp_dir().join(format!("shop-floor-{}", std::process::id())),
+                full: match arg(1)? {
+                    "full" => true,
+                    "normal" => false,
+                    other => return Err(format!("synchronous must be normal or full, not {other}").into()),
+                },
+                per_order: number(2)?,
+                files: 3,
+                concurrency: if args.len() > 4 { number(4)? } else { 32 },
+                duration: std::time::Duration::from_secs(u64::from(number(3)?)),
+            };
+            let (orders, commits, elapsed) = commits::run(&floor).await?;
+            let _ = std::fs::remove_dir_all(&floor.dir);
+            let secs = elapsed.as_secs_f64();
+            println!(
+                "{:<20} {:>10.0} orders/s  ({} commits per order, {:.0} commits/s, synchronous={}, {} in flight)",
+                "floor",
+                orders as f64 / secs,
+                floor.per_order,
+                commits as f64 / secs,
+                arg(1)?,
+                floor.concurrency
+            );
             Ok(())
         }
         "help" | "-h" | "--help" => {
