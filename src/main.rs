@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use kit::service::{self, Service};
 
 /// Every implemented service; adding one is one line.
-const SERVICES: &[&Service] = &[&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE];
+const SERVICES: &[&Service] =
+    &[&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE, &shop_orders::SERVICE];
 
 #[tokio::main]
 async fn main() -> ExitCode {
