@@ -266,16 +266,16 @@ pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxEr
     for service in services {
         let server =
             service.app(&settings).await?.bind().await.map_err(|e| format!("{}: bind: {e}", service.name))?;
-        if service.name == TOKEN_ISSUER {
-            // The others check tokens with this users, unless configured to use another.
-            let mut addr = server.local_addr();
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            for other in services.iter().filter(|s| s.name != TOKEN_ISSUER) {
-                let key = format!("{}.downstreams.{TOKEN_ISSUER}.url", other.name);
-                settings = settings.with_default(&key, format!("http://{addr}"));
-            }
+        // The others reach this one here, unless configured otherwise: users checks their tokens,
+        // and callers (orders → catalog, inventory, payments) find their downstreams. Services
+        // start in `services` order, so a callee must come before its callers.
+        let mut addr = server.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        for other in services.iter().filter(|s| s.name != service.name) {
+            let key = format!("{}.downstreams.{}.url", other.name, service.name);
+            settings = settings.with_default(&key, format!("http://{addr}"));
         }
         let base = format!("http://{}", server.local_addr());
         println!("{:<10} API {base}/v1  Swagger UI {base}/docs  metrics {base}/metrics", service.name);

@@ -200,6 +200,11 @@ pub fn failure_error(reason: FailureReason) -> ApiError {
     }
 }
 
+/// Account states that refuse orders, should users' account model have a `status`.
+const UNUSABLE: [&str; 4] = ["disabled", "locked", "suspended", "deleted"];
+
+/// What orders reads of users' account: whether it may order (`disabled`/`locked` flags or a
+/// `status`, whichever the model has; an account with none of them may).
 #[derive(Deserialize)]
 struct Account {
     #[serde(default)]
@@ -394,7 +399,7 @@ impl Saga {
             Ok(account) => {
                 let unusable = account.disabled
                     || account.locked
-                    || account.status.as_deref().is_some_and(|s| s != "active");
+                    || account.status.as_deref().is_some_and(|s| UNUSABLE.contains(&s));
                 if unusable {
                     Next::Fail(FailureReason::AccountUnusable, failure_error(FailureReason::AccountUnusable))
                 } else {
