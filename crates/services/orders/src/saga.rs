@@ -605,10 +605,12 @@ impl Saga {
         failure: Option<ApiError>,
     ) -> Result<Driven, ApiError> {
         let reason = order.failure_reason.unwrap_or(FailureReason::Abandoned);
+        // Only an abandoned or cancelled order can stand at a step whose call has no known outcome.
+        let unknown_outcome = matches!(reason, FailureReason::Abandoned | FailureReason::Cancelled);
         let fail = |e: ApiError| failure.clone().unwrap_or(e);
         // Cancelled while a charge's answer was lost: payments knows whether it captured. (A
         // charge that failed to an answer, or certainly did nothing, left nothing to look up.)
-        if reason == FailureReason::Cancelled && order.payment_id.is_none() && order.step == Step::Charging {
+        if unknown_outcome && order.payment_id.is_none() && order.step == Step::Charging {
             let path = format!("/v1/payments?order_id={}", order.id);
             let payments: Items<Payment> =
                 self.payments.get_json(&path).await.map_err(|e| fail(self.payments.api_error(&e)))?;
@@ -630,8 +632,10 @@ impl Saga {
         }
         let reservation = match &order.reservation_id {
             Some(id) => Some(id.clone()),
-            // A reservation whose answer was lost: asking again (idempotent per order id) finds it.
-            None if order.step == Step::Reserving => match self.reserve_call(&order).await {
+            // Undoing a reservation whose answer was lost: asking again (idempotent per order id)
+            // finds it. (A reservation refused or certainly not made left nothing to find.)
+            None if order.step == Step::Reserving && unknown_outcome => match self.reserve_call(&order).await
+            {
                 Ok(reservation) => Some(reservation.id),
                 Err(err) => match classify(&self.inventory, &err) {
                     Outcome::Refused(..) => None,

@@ -73,6 +73,16 @@ async fn happy_path_confirms_with_price_snapshots_and_replays_the_same_answer() 
     );
     let (status, _, _) = world.get(&dana, &format!("/v1/orders/{id}/audit")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // One event, written with the confirmation.
+    let events = world.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (kind, subject, data) = &events[0];
+    assert_eq!((kind.as_str(), subject.as_str()), ("order.confirmed", id.as_str()));
+    assert_eq!(
+        *data,
+        json!({ "order_id": id, "user_id": dana_id, "total": { "amount": 5098, "currency": "EUR" }, "status": "confirmed" })
+    );
 }
 
 #[tokio::test]
@@ -166,6 +176,11 @@ async fn a_declined_payment_fails_the_order_and_releases_the_stock() {
         (StatusCode::PAYMENT_REQUIRED, "true")
     );
     assert_eq!(again, body);
+    let events = world.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "order.failed");
+    assert_eq!(events[0].2["failure_reason"], "payment_declined");
+    assert_eq!(events[0].2["total"], json!({ "amount": 3897, "currency": "EUR" }));
 }
 
 #[tokio::test]
@@ -259,6 +274,8 @@ async fn cancel_refunds_a_confirmed_order_and_refuses_a_terminal_one() {
     assert_eq!(world.payments.refunded(order["payment_id"].as_str().unwrap()), 2598);
     let (status, headers, body) = world.post(&dana, &format!("/v1/orders/{id}/cancel")).await;
     assert_problem(status, &headers, &body, StatusCode::CONFLICT);
+    let kinds: Vec<String> = world.events().await.into_iter().map(|(kind, ..)| kind).collect();
+    assert_eq!(kinds, ["order.confirmed", "order.cancelled"]);
 }
 
 #[tokio::test]

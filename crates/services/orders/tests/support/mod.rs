@@ -404,6 +404,19 @@ impl World {
         send(&self.orders, request("POST", uri, Some(token), None)).await
     }
 
+    /// The events orders wrote to its outbox: `(type, subject, data)`, oldest first.
+    pub async fn events(&self) -> Vec<(String, String, Value)> {
+        let db = kit::db::Db::connect(&self.orders_db_url, 1).await.unwrap();
+        let kit::db::Db::Sqlite(pool) = &db else { unreachable!("the tests' orders run on SQLite") };
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT type, subject, data FROM kit_outbox ORDER BY rowid")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        db.close().await;
+        rows.into_iter().map(|(t, s, d)| (t, s, serde_json::from_str(&d).unwrap())).collect()
+    }
+
     /// Waits (generously) until order `id` is in `status`; the order.
     pub async fn wait_for(&self, id: &str, status: &str) -> Value {
         let mut last = Value::Null;
