@@ -204,9 +204,7 @@ async fn payments_failing_or_down_fails_fast_and_leaves_nothing_reserved() {
     drop(world);
 
     // payments unreachable (a closed port).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let (url, _closed) = support::closed_url();
     let world = World::start(Options { payments_url: Some(url), ..Options::default() }).await;
     let (_, dana) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1299, "EUR", 10).await;
@@ -345,4 +343,53 @@ async fn the_recovery_worker_finishes_or_undoes_orders_left_mid_saga() {
     assert_eq!(world.payments.captured(&ids[1]).len(), 1, "{confirmed}");
     assert!(world.payments.captured(&ids[0]).is_empty());
     assert_eq!(world.stock("MUG-1").await, (8, 0));
+}
+
+#[tokio::test]
+async fn inventory_down_fails_the_order_fast_without_charging() {
+    let (url, _closed) = support::closed_url();
+    let world = World::start(Options { inventory_url: Some(url), ..Options::default() }).await;
+    let (_, dana) = world.customer("dana@example.com").await;
+    let mug = world.product("MUG-1", 1299, "EUR", 10).await;
+    let (status, headers, body) =
+        world.place(&dana, "k1", json!([{ "product_id": mug, "quantity": 1 }])).await;
+    assert!(matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE), "{status} {body}");
+    assert_problem(status, &headers, &body, status);
+    let (_, _, page) = world.get(&dana, "/v1/orders").await;
+    assert_eq!(
+        (page["items"][0]["status"].as_str(), page["items"][0]["failure_reason"].as_str()),
+        (Some("failed"), Some("downstream_failure"))
+    );
+    assert_eq!(world.payments.charge_calls(), 0);
+}
+
+#[tokio::test]
+async fn cancelling_an_order_stuck_at_charging_finds_the_lost_charge_and_refunds_it() {
+    // The worker never runs here (first run after 10 minutes): the customer cancels first.
+    let options = Options { recovery_after_secs: 1, recovery_interval_ms: 600_000, ..Options::default() };
+    let world = World::start(options).await;
+    let (_, dana) = world.customer("dana@example.com").await;
+    let mug = world.product("MUG-1", 1299, "EUR", 10).await;
+    world.payments.set(Mode::CaptureThenHang);
+    let (status, _, _) = world.place(&dana, "k1", json!([{ "product_id": mug, "quantity": 2 }])).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    let (_, _, page) = world.get(&dana, "/v1/orders").await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    // While its driver's lease holds, the order is not cancelled under it.
+    let (status, _, body) = world.post(&dana, &format!("/v1/orders/{id}/cancel")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let mut cancelled = body;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (status, _, body) = world.post(&dana, &format!("/v1/orders/{id}/cancel")).await;
+        cancelled = body;
+        if status == StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let payment = world.payments.captured(&id)[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(cancelled["payment_id"], payment.as_str());
+    assert_eq!(world.payments.refunded(&payment), 2598);
+    assert_eq!(world.stock("MUG-1").await, (10, 0));
 }

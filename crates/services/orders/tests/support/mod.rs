@@ -288,11 +288,15 @@ pub struct Options {
     pub recovery_after_secs: u64,
     /// payments' URL instead of the fake's (a closed port: payments down).
     pub payments_url: Option<String>,
+    /// inventory's URL instead of the real one's (a closed port: inventory down).
+    pub inventory_url: Option<String>,
+    /// How often the recovery worker runs (its first run is after one interval).
+    pub recovery_interval_ms: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { recovery_after_secs: 60, payments_url: None }
+        Self { recovery_after_secs: 60, payments_url: None, inventory_url: None, recovery_interval_ms: 100 }
     }
 }
 
@@ -313,6 +317,7 @@ impl World {
         let inventory_admin = kit::testing::token(&inventory_app.keys, Role::Admin);
         let inventory_url =
             serve(bridge(inventory.clone(), inventory_admin), &inventory_app, &mut triggers).await;
+        let inventory_url = options.inventory_url.clone().unwrap_or(inventory_url);
 
         let payments = FakePayments { mode: Arc::new(Mutex::new(Mode::Capture)), ledger: Arc::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -325,7 +330,7 @@ impl World {
         let mut extra: Vec<(String, Value)> = vec![
             ("orders.database_url".into(), json!(orders_db_url)),
             ("orders.recovery_after_secs".into(), json!(options.recovery_after_secs)),
-            ("orders.recovery_interval_ms".into(), json!(100)),
+            ("orders.recovery_interval_ms".into(), json!(options.recovery_interval_ms)),
         ];
         for (name, url) in [
             ("users", &users_url),
@@ -430,6 +435,14 @@ impl World {
         }
         panic!("order {id} never became {status}: {last}");
     }
+}
+
+/// A loopback URL that refuses connections, for as long as the returned socket lives (bound, never
+/// listening: the port is neither served nor handed to another test's server).
+pub fn closed_url() -> (String, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (format!("http://{}", socket.local_addr().unwrap()), socket)
 }
 
 pub async fn login(users: &Router, email: &str, password: &str) -> String {
