@@ -110,6 +110,26 @@ async fn suite(db: Db) {
     let all = store.list(None, 2, 0).await.unwrap();
     assert_eq!(all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), [lapsed.id.as_str(), held.id.as_str()]);
     assert_eq!(store.list(None, 2, 2).await.unwrap().len(), 1);
+
+    // Two workers (replicas) claiming at once never get the same order.
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        stuck.push(
+            store.create(&new_order("c3", None, later - Duration::seconds(1)), "c3", now).await.unwrap().id,
+        );
+    }
+    let (a, b) = tokio::join!(
+        store.claim_stuck(later, later + Duration::minutes(1), 2),
+        store.claim_stuck(later, later + Duration::minutes(1), 2)
+    );
+    let mut claimed: Vec<String> = a.unwrap().into_iter().chain(b.unwrap()).map(|o| o.id).collect();
+    claimed.sort();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!(before, claimed.len(), "an order claimed twice: {claimed:?}");
+    // Five are claimable (the four and the one claimed above, whose lease lapsed by then).
+    assert_eq!(claimed.len(), 4, "{claimed:?}");
+    assert!(claimed.iter().filter(|id| stuck.contains(id)).count() >= 3, "{claimed:?}");
 }
 
 #[tokio::test]
