@@ -217,7 +217,7 @@ async fn payments_failing_or_down_fails_fast_and_leaves_nothing_reserved() {
 
 #[tokio::test]
 async fn a_lost_charge_answer_is_resolved_by_the_recovery_worker_without_charging_twice() {
-    let world = World::start(Options { recovery_after_secs: 1, ..Options::default() }).await;
+    let world = World::start(Options { recovery_after_secs: 3, ..Options::default() }).await;
     let (_, dana) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1299, "EUR", 10).await;
     // payments captures, then its answer never arrives.
@@ -241,7 +241,7 @@ async fn a_lost_charge_answer_is_resolved_by_the_recovery_worker_without_chargin
 
 #[tokio::test]
 async fn a_charge_that_never_happened_is_retried_by_the_recovery_worker() {
-    let world = World::start(Options { recovery_after_secs: 1, ..Options::default() }).await;
+    let world = World::start(Options { recovery_after_secs: 3, ..Options::default() }).await;
     let (_, dana) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1299, "EUR", 10).await;
     world.payments.set(Mode::Hang);
@@ -282,7 +282,7 @@ async fn the_recovery_worker_finishes_or_undoes_orders_left_mid_saga() {
     use shop_orders::store::{Change, NewOrder, Priced, PricedLine, Stage};
     use time::OffsetDateTime;
 
-    let world = World::start(Options { recovery_after_secs: 1, ..Options::default() }).await;
+    let world = World::start(Options { recovery_after_secs: 3, ..Options::default() }).await;
     let (dana_id, _) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1000, "EUR", 10).await;
     // A second connection to orders' database: the rows a crashed instance left.
@@ -306,7 +306,8 @@ async fn the_recovery_worker_finishes_or_undoes_orders_left_mid_saga() {
             customer_id: dana_id.clone(),
             idempotency_key: None,
             lines: vec![LineRequest { product_id: mug.clone(), quantity: 2 }],
-            lease_until: past,
+            // Held while the test sets it up, so the worker does not take it half made.
+            lease_until: now + time::Duration::minutes(1),
         };
         let order = store.create(&new, "test", now).await.unwrap();
         let change =
@@ -336,6 +337,12 @@ async fn the_recovery_worker_finishes_or_undoes_orders_left_mid_saga() {
         }
     }
     assert_eq!(world.stock("MUG-1").await, (10, 4));
+    // The crash: their leases lapse.
+    for (id, step) in [(&ids[0], Step::Reserving), (&ids[1], Step::Charging)] {
+        let change = Change { lease_until: Some(past), ..Change::to(OrderStatus::Pending, step) };
+        let stage = Stage { status: OrderStatus::Pending, step };
+        store.advance(id, stage, &change, "test", None, None, now).await.unwrap().unwrap();
+    }
     // Stopped before charging: undone. Stopped at charging: driven to the end.
     let abandoned = world.wait_for(&ids[0], "failed").await;
     assert_eq!(abandoned["failure_reason"], "abandoned");
@@ -366,7 +373,7 @@ async fn inventory_down_fails_the_order_fast_without_charging() {
 #[tokio::test]
 async fn cancelling_an_order_stuck_at_charging_finds_the_lost_charge_and_refunds_it() {
     // The worker never runs here (first run after 10 minutes): the customer cancels first.
-    let options = Options { recovery_after_secs: 1, recovery_interval_ms: 600_000, ..Options::default() };
+    let options = Options { recovery_after_secs: 3, recovery_interval_ms: 600_000, ..Options::default() };
     let world = World::start(options).await;
     let (_, dana) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1299, "EUR", 10).await;
