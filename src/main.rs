@@ -20,6 +20,7 @@ const SERVICES: &[&Service] = &[
     &shop_catalog::SERVICE,
     &shop_inventory::SERVICE,
     &shop_payments::SERVICE,
+    &shop_orders::SERVICE,
     &shop_notifications::SERVICE,
 ];
 

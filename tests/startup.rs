@@ -97,6 +97,7 @@ fn the_shipped_config_file_has_only_known_keys() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/shop.yaml");
     let settings = kit::config::Settings::from_figment(Figment::from(Yaml::file(path)));
     assert!(settings.keys().len() > 30, "{:?}", settings.keys());
-    let services = [&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE];
+    let services =
+        [&shop_users::SERVICE, &shop_catalog::SERVICE, &shop_inventory::SERVICE, &shop_orders::SERVICE];
     kit::service::check_keys(&services, &settings).unwrap();
 }

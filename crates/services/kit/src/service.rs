@@ -383,7 +383,8 @@ fn wire_service_keys(services: &[&Service], settings: &Settings) -> Result<Setti
             scopes.entry(subscriber.as_str()).or_default().push(outbox::DELIVER_SCOPE.to_owned());
         }
         for (callee_name, scopes) in scopes {
-            if callee_name == caller.name || !services.iter().any(|s| s.name == callee_name) {
+            let in_process = services.iter().any(|s| s.name == callee_name);
+            if scopes.is_empty() || callee_name == caller.name || !in_process {
                 continue;
             }
             let callee = settings.service(callee_name, 0)?;
