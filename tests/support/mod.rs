@@ -92,7 +92,9 @@ impl Shop {
             if service != "users" && !downstreams.contains(&"users") {
                 downstreams.push("users");
             }
-            writeln!(yaml, "  downstreams:").unwrap();
+            if !downstreams.is_empty() {
+                writeln!(yaml, "  downstreams:").unwrap();
+            }
             for callee in downstreams {
                 writeln!(yaml, "    {callee}:\n      url: {}", url(callee)).unwrap();
             }

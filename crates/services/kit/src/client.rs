@@ -325,7 +325,8 @@ impl Downstream {
             )
             .with_type("https://palisade.dev/problems/downstream-unavailable", "Downstream unavailable");
         }
-        if err.timed_out() {
+        // A downstream's own 504 is the same news one hop further: nobody answered in time.
+        if err.timed_out() || err.status() == Some(StatusCode::GATEWAY_TIMEOUT) {
             return ApiError::new(StatusCode::GATEWAY_TIMEOUT)
                 .with_type("https://palisade.dev/problems/downstream-timeout", "Downstream timeout")
                 .with_detail(format!("the {peer} service did not answer in time"));

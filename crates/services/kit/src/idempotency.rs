@@ -367,8 +367,37 @@ async fn guarded(this: &Idempotency, request: Request, next: Next) -> Result<Res
     }
     let claim = Claim(Arc::new(ClaimInner { scope: caller, key, stored: AtomicBool::new(false) }));
     parts.extensions.insert(claim.clone());
+    let mut unsettled = Unsettled { this: this.clone(), claim: claim.clone(), armed: true };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    Ok(settle(this, &claim, response).await)
+    let response = settle(this, &claim, response).await;
+    unsettled.armed = false;
+    Ok(response)
+}
+
+/// Frees the key of a request dropped before it settled — the client hung up, or a timeout cut the
+/// handler — so that a retry runs it again at once instead of meeting 409 until the lock lapses.
+/// An answer already stored in the handler's transaction ([`Claim::store`]) is kept: the release
+/// only deletes a key still in flight.
+struct Unsettled {
+    this: Idempotency,
+    claim: Claim,
+    armed: bool,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (this, claim) = (self.this.clone(), self.claim.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = this.release(&claim).await {
+                    tracing::warn!(error = %err, "cannot free the key of a dropped request; it is freed when its lock lapses");
+                }
+            });
+        }
+    }
 }
 
 /// After the handler: keeps its answer for replays, or frees the key for a retry.

@@ -186,6 +186,9 @@ impl Service {
 
     /// Builds the application: database, migrations, routes, layers.
     pub async fn app(&self, settings: &Settings) -> Result<App, BoxError> {
+        // The recorder first: what is built below (each downstream's breaker) records its initial
+        // state at once, and a gauge set before the recorder exists is lost.
+        let _ = crate::telemetry::prometheus();
         let (config, db) = self.connect(settings, false).await?;
         let global = settings.global()?;
         global.check_jwt_secret(self.name, &config.host)?;

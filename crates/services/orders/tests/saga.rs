@@ -240,18 +240,20 @@ async fn a_lost_charge_answer_is_resolved_by_the_recovery_worker_without_chargin
 }
 
 #[tokio::test]
-async fn a_charge_that_never_happened_is_retried_by_the_recovery_worker() {
+async fn a_charge_that_never_happened_is_undone_by_the_recovery_worker_not_charged_anew() {
     let world = World::start(Options { recovery_after_secs: 3, ..Options::default() }).await;
     let (_, dana) = world.customer("dana@example.com").await;
     let mug = world.product("MUG-1", 1299, "EUR", 10).await;
     world.payments.set(Mode::Hang);
     let (status, _, _) = world.place(&dana, "k1", json!([{ "product_id": mug, "quantity": 1 }])).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    world.payments.set(Mode::Decline);
+    // The customer was told 504: a charge now would take money for an order they gave up on.
+    world.payments.set(Mode::Capture);
     let (_, _, page) = world.get(&dana, "/v1/orders").await;
     let id = page["items"][0]["id"].as_str().unwrap().to_owned();
     let order = world.wait_for(&id, "failed").await;
-    assert_eq!(order["failure_reason"], "payment_declined");
+    assert_eq!(order["failure_reason"], "abandoned");
+    assert!(order["payment_id"].is_null(), "{order}");
     assert_eq!(world.stock("MUG-1").await, (10, 0));
 }
 
@@ -343,13 +345,15 @@ async fn the_recovery_worker_finishes_or_undoes_orders_left_mid_saga() {
         let stage = Stage { status: OrderStatus::Pending, step };
         store.advance(id, stage, &change, "test", None, None, now).await.unwrap().unwrap();
     }
-    // Stopped before charging: undone. Stopped at charging: driven to the end.
+    // Stopped before charging: undone. Stopped at charging with nothing captured: undone too —
+    // never charged after its customer stopped waiting (see `Saga::recover`).
     let abandoned = world.wait_for(&ids[0], "failed").await;
     assert_eq!(abandoned["failure_reason"], "abandoned");
-    let confirmed = world.wait_for(&ids[1], "confirmed").await;
-    assert_eq!(world.payments.captured(&ids[1]).len(), 1, "{confirmed}");
+    let undone = world.wait_for(&ids[1], "failed").await;
+    assert_eq!(undone["failure_reason"], "abandoned");
+    assert!(world.payments.captured(&ids[1]).is_empty(), "{undone}");
     assert!(world.payments.captured(&ids[0]).is_empty());
-    assert_eq!(world.stock("MUG-1").await, (8, 0));
+    assert_eq!(world.stock("MUG-1").await, (10, 0));
 }
 
 #[tokio::test]

@@ -222,3 +222,20 @@ async fn expired_keys_are_removed_and_a_crashed_holder_is_taken_over() {
         assert_eq!(f.runs.load(Ordering::SeqCst), 3);
     }
 }
+
+#[tokio::test]
+async fn a_request_dropped_by_its_client_frees_its_key_at_once() {
+    for db in databases("idem-dropped").await {
+        let f = serve(db).await;
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            post_json(&f, "u1", Some("k-gone"), r#"{"slow":true}"#),
+        )
+        .await;
+        assert!(gone.is_err(), "the client gave up first");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Not 409 until the 60 s lock lapses: the dropped request left nothing, so this one runs.
+        let retry = post_json(&f, "u1", Some("k-gone"), r#"{"slow":true}"#).await;
+        assert_eq!((retry.0, retry.1), (StatusCode::CREATED, false), "{}", retry.3);
+    }
+}

@@ -10,6 +10,14 @@ use crate::model::{FailureReason, Order, OrderStatus, Step};
 use crate::store::Change;
 
 impl Saga {
+    /// The id of the payment captured for `order`, if payments has one (a charge whose answer was lost).
+    pub(super) async fn captured(&self, order: &Order) -> Result<Option<String>, ApiError> {
+        let path = format!("/v1/payments?order_id={}", order.id);
+        let payments: Items<Payment> =
+            self.payments.get_json(&path).await.map_err(|e| self.payments.api_error(&e))?;
+        Ok(payments.items.into_iter().find(|p| p.status == "captured").map(|p| p.id))
+    }
+
     /// Undoes what the order did (refund, release), then ends it `failed` or `cancelled`.
     pub(super) async fn compensate(
         &self,
@@ -24,11 +32,8 @@ impl Saga {
         // Cancelled while a charge's answer was lost: payments knows whether it captured. (A
         // charge that failed to an answer, or certainly did nothing, left nothing to look up.)
         if unknown_outcome && order.payment_id.is_none() && order.step == Step::Charging {
-            let path = format!("/v1/payments?order_id={}", order.id);
-            let payments: Items<Payment> =
-                self.payments.get_json(&path).await.map_err(|e| fail(self.payments.api_error(&e)))?;
-            if let Some(captured) = payments.items.into_iter().find(|p| p.status == "captured") {
-                let change = Change { payment_id: Some(captured.id), ..Change::to(order.status, order.step) };
+            if let Some(captured) = self.captured(&order).await.map_err(fail)? {
+                let change = Change { payment_id: Some(captured), ..Change::to(order.status, order.step) };
                 order = self.advance(&order, &change, driver).await?;
             }
         }

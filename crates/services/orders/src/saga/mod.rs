@@ -131,9 +131,27 @@ impl Saga {
     }
 
     /// What the recovery worker does with a stuck order: one stopped before charging is undone
-    /// (`abandoned`: no money was asked for); the others are driven on (their money may be taken).
+    /// (`abandoned`: no money was asked for). One stopped while charging (a crash, or the placing
+    /// request's deadline passed: its customer was told 504) is never charged anew: by now its
+    /// lease has outlived payments' own request timeout, so no charge for it is still running, and
+    /// payments says whether one was captured — then the order carries on (commit, confirm), else it
+    /// is undone. The others are driven on.
     pub async fn recover(&self, order: Order, driver: &Driver) -> Result<Driven, ApiError> {
         let order = match (order.status, order.step) {
+            (OrderStatus::Pending, Step::Charging) if order.payment_id.is_none() => {
+                let change = match self.captured(&order).await? {
+                    Some(payment) => Change {
+                        payment_id: Some(payment),
+                        ..Change::to(OrderStatus::Pending, Step::Committing)
+                    },
+                    None => Change {
+                        failure_reason: Some(FailureReason::Abandoned),
+                        clear_key: true,
+                        ..Change::to(OrderStatus::Compensating, order.step)
+                    },
+                };
+                self.advance(&order, &change, driver).await?
+            }
             (OrderStatus::Pending, Step::Account | Step::Pricing | Step::Reserving) => {
                 let change = Change {
                     failure_reason: Some(FailureReason::Abandoned),
