@@ -1,7 +1,7 @@
 # The commands the README names. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench load doc api-check
+.PHONY: help run test lint fmt bench load doc api-check browser-check
 
 help:
 	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
@@ -10,6 +10,7 @@ help:
 	@echo "make bench  - criterion benchmarks of the palisade layers (results: crates/middleware/BENCHMARKS.md)"
 	@echo "make load   - wrk on loopback: catalog vs bare axum baselines (results: docs/performance.md)"
 	@echo "make api-check - newman (postman/) and schemathesis against a fresh shop all (tools under target/)"
+	@echo "make browser-check - headless Chromium on /ops (a breaker forced open shows live) and /docs"
 
 run:
 	$(CARGO) run --release --bin shop -- all
@@ -38,3 +39,6 @@ load:
 
 api-check:
 	CARGO="$(CARGO)" bash scripts/api-checks.sh
+
+browser-check:
+	CARGO="$(CARGO)" bash scripts/browser-check.sh

@@ -142,9 +142,21 @@ pub fn app_with_ops(
         .merge(health.routes())
         .route("/metrics", metrics)
         .merge(ops)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi)).layer(
+            SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            ),
+        ))
         .layer(edge))
 }
+
+/// Swagger UI's Content-Security-Policy: its bundle and initializer are files of its own (no inline
+/// script), it calls only this origin ("Try it out"); it sets inline styles and uses `data:` images,
+/// so those are allowed. `scripts/browser-check.sh` checks it still renders under this policy.
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                            img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                            form-action 'self'; frame-ancestors 'none'";
 
 /// CORS for `origins` (none: no layer, so no CORS header): the methods and headers the API uses,
 /// and the response headers a browser client needs to read (`ETag`, `Location`, `Retry-After`).

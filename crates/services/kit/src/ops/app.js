@@ -3,6 +3,7 @@
 "use strict";
 
 const WINDOW_MS = 10000;
+const ZERO = { requests: 0, errors: 0, buckets: [], retries: 0, rejected_calls: 0 };
 const snapshots = [];
 let token = "";
 
@@ -77,9 +78,9 @@ function renderBreakers(state, before, seconds) {
     const span = document.createElement("span");
     span.className = "state state-" + b.state;
     span.dataset.state = b.state;
-    span.textContent = b.state;
+    span.textContent = b.state.replace("_", " ");
     stateCell.append(span);
-    const prev = old.get(b.name);
+    const prev = old.get(b.name) || (before ? ZERO : null);
     const rejectedRate = prev && seconds > 0 ? (b.rejected_calls - prev.rejected_calls) / seconds : null;
     tr.append(stateCell, cell(String(b.calls)), cell(fmtPct(b.failure_rate)), cell(fmtPct(b.slow_call_rate)),
       cell(String(b.rejected_calls)), cell(fmtRate(rejectedRate)));
@@ -107,7 +108,8 @@ function renderTraffic(tableId, rows, oldRows, key, label, seconds, extra) {
     body.append(tr);
   }
   for (const row of rows) {
-    const before = old.get(key(row)) || null;
+    // A series missing from the baseline appeared since: it counted from zero.
+    const before = old.get(key(row)) || (oldRows ? ZERO : null);
     const r = rates(row, before, seconds);
     const tr = document.createElement("tr");
     tr.append(cell(label(row), "name"), cell(fmtRate(r.req)), cell(fmtRate(r.err)), cell(fmtPct(r.errPct)));

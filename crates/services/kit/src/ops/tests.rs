@@ -203,3 +203,12 @@ async fn ops_routes_sit_outside_the_api_layers() {
     let (_, headers, _) = send(&app, get_req("/v1/things")).await;
     assert!(headers.contains_key("traceparent"), "the API's trace layer echoes traceparent");
 }
+
+#[tokio::test]
+async fn swagger_ui_gets_its_own_csp() {
+    let Fixture { app, .. } = fixture().await;
+    let (status, headers, body) = send(&app, get_req("/docs/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_SECURITY_POLICY], crate::server::DOCS_CSP);
+    assert!(body.contains("swagger-initializer.js"), "the initializer is a file, not inline");
+}
