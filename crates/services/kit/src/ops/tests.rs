@@ -148,6 +148,9 @@ async fn breaker_actions_need_an_admin_and_change_what_the_state_shows() {
     assert!(problem(&headers) && body.contains("nope"), "{body}");
     let (status, _, body) = send(&app, post_req("/ops/breakers/stock/explode", Some(&admin))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, headers, _) = send(&app, get_req("/ops/breakers/stock/reset")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(problem(&headers));
 
     for (action, expected, seen) in [
         ("force-open", State::ForcedOpen, "forced_open"),
