@@ -1,7 +1,7 @@
 # The commands the README names. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench load load-orders doc api-check
+.PHONY: help run test lint fmt bench load load-orders doc api-check browser-check
 
 help:
 	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
@@ -11,6 +11,7 @@ help:
 	@echo "make load   - wrk on loopback: catalog vs bare axum baselines (results: docs/performance.md)"
 	@echo "make load-orders - wrk on loopback: POST /v1/orders against shop all (results: docs/performance.md)"
 	@echo "make api-check - newman (postman/) and schemathesis against a fresh shop all (tools under target/)"
+	@echo "make browser-check - headless Chromium on /ops (a breaker forced open shows live) and /docs"
 
 run:
 	$(CARGO) run --release --bin shop -- all
@@ -42,3 +43,6 @@ load-orders:
 
 api-check:
 	CARGO="$(CARGO)" bash scripts/api-checks.sh
+
+browser-check:
+	CARGO="$(CARGO)" bash scripts/browser-check.sh

@@ -216,6 +216,7 @@ impl Downstream {
         let client = Client::builder(TokioExecutor::new()).build_http();
         let stack = config.client_stack(peer)?;
         let breaker = stack.breaker();
+        crate::ops::register(&breaker);
         let http = tower::Layer::layer(&stack, Collect { client, limit: config.max_response_bytes });
         Ok(Self {
             peer: peer.to_owned(),

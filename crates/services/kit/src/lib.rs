@@ -13,6 +13,7 @@
 //! | [`client_ip`] | the client's address, through trusted proxies' forwarding headers |
 //! | [`openapi`] | the `bearer` security scheme and document assembly every service's spec shares |
 //! | [`health`] | `/livez`, `/readyz` |
+//! | [`ops`] | `/ops`: the live resilience page, its JSON, breaker actions |
 //! | [`jobs`] | background work every interval, stopped with the service |
 //! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
@@ -40,6 +41,7 @@ pub mod idempotency;
 pub mod inbox;
 pub mod jobs;
 pub mod openapi;
+pub mod ops;
 pub mod outbox;
 pub mod paging;
 pub mod rate_limit;

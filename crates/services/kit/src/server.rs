@@ -7,7 +7,8 @@
 //! into problem documents).
 //!
 //! Operational routes, outside `/v1` and outside the OpenAPI paths: `/livez`, `/readyz`, `/metrics`,
-//! `/openapi.json`, `/docs` (Swagger UI, assets in the binary). They are added *after* the layers, so
+//! `/ops` (the live resilience page, [`crate::ops`]), `/openapi.json`, `/docs` (Swagger UI, assets
+//! in the binary). They are added *after* the layers, so
 //! no load shedding, timeout or problem rewriting ever touches them: a probe answers while the API
 //! sheds load, and a `/readyz` 503 keeps its `application/health+json` body.
 
@@ -46,10 +47,12 @@ use crate::config::ServiceConfig;
 use crate::error::{ProblemContextLayer, not_found};
 use crate::health::Health;
 use crate::jobs::Job;
+use crate::ops::Ops;
 use crate::telemetry;
 
 /// The full application of service `name`: `api` (its `/v1` routes, state applied) plus the
-/// operational routes, behind every layer (see the [module docs](self)).
+/// operational routes, behind every layer (see the [module docs](self)); its `/ops` page shows the
+/// routes of `openapi` and no breaker or outbox (see [`app_with_ops`]).
 pub fn app(
     name: &'static str,
     api: Router,
@@ -58,6 +61,21 @@ pub fn app(
     config: &ServiceConfig,
     keys: JwtKeys,
     token_checker: Option<TokenChecker>,
+) -> Result<Router, InvalidConfig> {
+    app_with_ops(name, api, openapi, health, config, keys, token_checker, Ops::new(name))
+}
+
+/// [`app`], with `ops` for its `/ops` page ([`crate::ops`]): the service's breakers and outbox.
+#[allow(clippy::too_many_arguments)] // `app`'s, plus the page's
+pub fn app_with_ops(
+    name: &'static str,
+    api: Router,
+    openapi: OpenApi,
+    health: &Health,
+    config: &ServiceConfig,
+    keys: JwtKeys,
+    token_checker: Option<TokenChecker>,
+    ops: Ops,
 ) -> Result<Router, InvalidConfig> {
     // The preset's trace layer (no span: `trace_id` on log lines comes from the context), plus one
     // INFO event per answer unless `access_log: false`.
@@ -71,6 +89,12 @@ pub fn app(
         .timeout(config.request_timeout())
         .max_in_flight(config.max_in_flight)
         .build()?;
+    let ops = crate::ops::router(
+        ops.with_routes(openapi.paths.paths.keys().cloned())
+            .with_route_breakers(stack.route_breakers().cloned()),
+        keys.clone(),
+        token_checker.clone(),
+    );
     let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
         .map_err(|problem| InvalidConfig::new("trusted_proxies", problem))?;
     let service_tokens = crate::service_auth::ServiceVerifier::new(name, &config.trusted_keys)
@@ -117,9 +141,22 @@ pub fn app(
         // After `.layer`: axum leaves routes added later unwrapped.
         .merge(health.routes())
         .route("/metrics", metrics)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(ops)
+        .merge(Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi)).layer(
+            SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            ),
+        ))
         .layer(edge))
 }
+
+/// Swagger UI's Content-Security-Policy: its bundle and initializer are files of its own (no inline
+/// script), it calls only this origin ("Try it out"); it sets inline styles and uses `data:` images,
+/// so those are allowed. `scripts/browser-check.sh` checks it still renders under this policy.
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                            img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                            form-action 'self'; frame-ancestors 'none'";
 
 /// CORS for `origins` (none: no layer, so no CORS header): the methods and headers the API uses,
 /// and the response headers a browser client needs to read (`ETag`, `Location`, `Retry-After`).

@@ -31,6 +31,7 @@ use crate::db::{Db, Migrations};
 use crate::health::Health;
 use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::jobs::Job;
+use crate::ops::{Breakers, Ops};
 use crate::outbox::{self, HttpPush, Outbox, OutboxConfig, SubscriberConfig};
 use crate::server::{self, Server, Shutdown};
 use crate::service_auth::{KeyPair, ServiceSigner, TrustedKey};
@@ -184,11 +185,17 @@ impl Service {
         Ok((config, db))
     }
 
-    /// Builds the application: database, migrations, routes, layers.
+    /// Builds the application: database, migrations, routes, layers. Every
+    /// [`Downstream`](crate::client::Downstream) built meanwhile shows on its `/ops` page.
     pub async fn app(&self, settings: &Settings) -> Result<App, BoxError> {
         // The recorder first: what is built below (each downstream's breaker) records its initial
         // state at once, and a gauge set before the recorder exists is lost.
         let _ = crate::telemetry::prometheus();
+        let breakers = Breakers::default();
+        breakers.clone().scope(self.build(settings, breakers)).await
+    }
+
+    async fn build(&self, settings: &Settings, breakers: Breakers) -> Result<App, BoxError> {
         let (config, db) = self.connect(settings, false).await?;
         let global = settings.global()?;
         global.check_jwt_secret(self.name, &config.host)?;
@@ -206,9 +213,20 @@ impl Service {
             db,
             signer,
         };
+        let ops = Ops::new(self.name).with_outbox(outbox.clone());
         let api = (self.routes)(context).await?.merge(outbox::admin::router(outbox));
         let checker = self.token_checker(&config)?;
-        let router = server::app(self.name, api, self.document(), &health, &config, keys.clone(), checker)?;
+        let ops = ops.with_breakers(breakers);
+        let router = server::app_with_ops(
+            self.name,
+            api,
+            self.document(),
+            &health,
+            &config,
+            keys.clone(),
+            checker,
+            ops,
+        )?;
         Ok(App { router, health, config, keys, jobs: vec![relay] })
     }
 

@@ -43,7 +43,11 @@ impl UsersTokenCheck {
     /// A check against users at `config.url`, caching answers for `ttl`.
     pub fn new(config: &DownstreamConfig, ttl: Duration) -> Result<Self, palisade::InvalidConfig> {
         let cache = LruCache::new(NonZeroUsize::new(CACHED_TOKENS).unwrap_or(NonZeroUsize::MIN));
-        Ok(Self { users: Downstream::new("users-tokens", config)?, ttl, cache: Mutex::new(cache) })
+        Ok(Self {
+            users: Downstream::new(crate::ops::LOCKOUT_BREAKER, config)?,
+            ttl,
+            cache: Mutex::new(cache),
+        })
     }
 
     fn cached(&self, token: &str) -> Option<bool> {
