@@ -337,9 +337,10 @@ pub async fn layer(State(this): State<Idempotency>, request: Request, next: Next
 
 async fn guarded(this: &Idempotency, request: Request, next: Next) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
-    let key = key_of(&parts.headers).map_err(IntoResponse::into_response)?;
+    // Who first: a request without credentials is a 401 whatever its key.
     let caller =
         Principal::from_request_parts(&mut parts, &()).await.map_err(IntoResponse::into_response)?.scope();
+    let key = key_of(&parts.headers).map_err(IntoResponse::into_response)?;
     let bytes = axum::body::to_bytes(body, this.body_limit).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE)
             .with_detail(format!("the request body is larger than {} bytes", this.body_limit))

@@ -116,7 +116,7 @@ fn expand_text_patterns(schema: &mut RefOr<Schema>) {
 pub const STACK_ERRORS: [(&str, &str); 3] =
     [("500", "InternalServerError"), ("503", "ServiceUnavailable"), ("504", "GatewayTimeout")];
 
-fn add_stack_errors(doc: &mut OpenApi) {
+pub(crate) fn add_stack_errors(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     let mut schemas = vec![(Problem::name().into_owned(), Problem::schema())];
     Problem::schemas(&mut schemas);
@@ -169,6 +169,29 @@ fn add_stack_errors(doc: &mut OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             add_responses(operation);
+            describe_idempotency_key(operation);
+        }
+    }
+}
+
+/// The `Idempotency-Key` header as [`crate::idempotency`] accepts it, wherever an operation takes
+/// one: a schema that says so keeps generated clients (and fuzzers) from sending a key that is 400.
+fn describe_idempotency_key(operation: &mut Operation) {
+    let header = crate::idempotency::IDEMPOTENCY_KEY;
+    let name = header.as_str();
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else { continue };
+        if parameter.name.eq_ignore_ascii_case(name)
+            && parameter.parameter_in == utoipa::openapi::path::ParameterIn::Header
+        {
+            parameter.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+                    .pattern(Some("^[!-~]+$"))
+                    .into(),
+            );
         }
     }
 }

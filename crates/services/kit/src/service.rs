@@ -234,6 +234,7 @@ impl Service {
     pub fn document(&self) -> OpenApi {
         let mut doc = (self.openapi)();
         doc.merge(<outbox::admin::AdminDoc as utoipa::OpenApi>::openapi());
+        crate::openapi::add_stack_errors(&mut doc);
         doc
     }
 

@@ -81,12 +81,21 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The routes, with their OpenAPI operations (the `POST`s need [`idempotent_posts`] around them).
+/// The routes, with their OpenAPI operations.
 pub fn router() -> OpenApiRouter<AppState> {
+    idempotent_routes().merge(other_routes())
+}
+
+/// The paths with an idempotent `POST` (they need [`idempotent_posts`] around them). Kept apart so
+/// that a `POST` to any other path is a plain 405, not a request for an `Idempotency-Key`.
+pub fn idempotent_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(charge, list_payments)).routes(routes!(refund))
+}
+
+/// The other paths.
+pub fn other_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(charge, list_payments))
         .routes(routes!(get_payment))
-        .routes(routes!(refund))
         .routes(routes!(payment_audit))
         .routes(routes!(get_provider, put_provider))
 }

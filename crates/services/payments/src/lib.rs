@@ -105,10 +105,12 @@ fn routes(context: Context) -> RoutesFuture {
             request_timeout: context.config.request_timeout(),
             expiry: Arc::new(expiry),
         };
-        let (router, _) = api::router().split_for_parts();
-        Ok(router
-            .with_state(state)
-            .route_layer(axum::middleware::from_fn_with_state(keys, api::idempotent_posts)))
+        let (posts, _) = api::idempotent_routes().split_for_parts();
+        let (others, _) = api::other_routes().split_for_parts();
+        Ok(posts
+            .route_layer(axum::middleware::from_fn_with_state(keys, api::idempotent_posts))
+            .merge(others)
+            .with_state(state))
     })
 }
 

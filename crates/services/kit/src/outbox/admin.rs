@@ -58,6 +58,7 @@ pub fn router(outbox: Outbox) -> Router {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Dead events, oldest first", body = DeadEvents),
+        (status = 400, description = "A paging parameter is not a number", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad paging", body = crate::error::Problem, content_type = "application/problem+json"),
