@@ -38,8 +38,10 @@ pub struct DeadEvents {
 #[into_params(parameter_in = Query)]
 pub struct DeadQuery {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Events to skip (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<u64>,
 }
 
