@@ -87,7 +87,7 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     assert_eq!(paid.len(), 1, "{paid:?}");
     assert_eq!(paid[0]["status"], "captured");
     assert_eq!(paid[0]["amount"]["amount"], 2598);
-    let confirmed = shop.eventually(Duration::from_secs(20), "the order.confirmed notification", || {
+    let confirmed = support::eventually(Duration::from_secs(20), "the order.confirmed notification", || {
         let found: Vec<_> = notifications(&shop, &token)
             .into_iter()
             .filter(|n| n["event_type"] == "order.confirmed")
@@ -99,7 +99,7 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     assert_eq!(status, 200, "{audit:?}");
     assert!(audit["items"].as_array().is_some_and(|a| !a.is_empty()), "{audit:?}");
     for service in ["orders", "users", "catalog", "inventory", "payments", "notifications"] {
-        shop.eventually(Duration::from_secs(20), &format!("{service} logs the trace id"), || {
+        support::eventually(Duration::from_secs(20), &format!("{service} logs the trace id"), || {
             shop.log(service).contains(trace_id).then_some(())
         });
     }
@@ -138,27 +138,7 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     assert!(payments_of(&shop, &admin, failed_id).iter().all(|p| p["status"] != "captured"));
     provider(&shop, &admin, &json!({ "decline_rate": 0.0 }));
 
-    // 7. Notifications down while orders are placed: each arrives once it is back.
-    shop.kill("notifications");
-    for i in 0..3 {
-        assert_eq!(
-            order(&shop, &token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }]))
-                .status,
-            201
-        );
-    }
-    shop.start_service("notifications");
-    let all = shop.eventually(Duration::from_secs(30), "5 order.confirmed notifications", || {
-        let found: Vec<_> = notifications(&shop, &token)
-            .into_iter()
-            .filter(|n| n["event_type"] == "order.confirmed")
-            .collect();
-        (found.len() >= 5).then_some(found)
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let settled =
-        notifications(&shop, &token).into_iter().filter(|n| n["event_type"] == "order.confirmed").count();
-    assert_eq!((all.len(), settled), (5, 5), "every confirmation once, none twice");
+    notifications_arrive_after_an_outage(&mut shop, &token, &mug);
 
     // Customers never see another customer's order.
     let (_, other) = shop.customer("bob@example.com");
@@ -212,10 +192,10 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
         .unwrap();
     assert_eq!(slow.status, 504, "{:?}", slow.body);
     provider(&shop, &admin, &json!({ "hang_rate": 0.0 }));
-    shop.eventually(Duration::from_secs(10), "payments abandoned the request at its deadline", || {
+    support::eventually(Duration::from_secs(10), "payments abandoned the request at its deadline", || {
         (sum(&metric(&shop, "payments", "shop_payments_abandoned_total")) > before).then_some(())
     });
-    shop.eventually(Duration::from_secs(30), "the slow order is compensated: nothing held", || {
+    support::eventually(Duration::from_secs(30), "the slow order is compensated: nothing held", || {
         (shop.stock("MUG-2") == (100, 0)).then_some(())
     });
 
@@ -224,7 +204,7 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
     for i in 0..20 {
         let started = Instant::now();
         let reply = order(&shop, &token, &format!("down-{i}"), &lines);
-        assert!(matches!(reply.status, 502 | 503 | 504), "{i}: {reply:?}");
+        assert!(matches!(reply.status, 502..=504), "{i}: {reply:?}");
         assert_eq!(reply.header("content-type"), Some("application/problem+json"));
         if reply.status == 503 && reply.header("retry-after").is_some() {
             fast = Some(started.elapsed());
@@ -240,10 +220,14 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
 
     shop.start_service("payments");
     let back = Instant::now();
-    shop.eventually(Duration::from_millis(open_ms + 5_000), "orders succeed again without a restart", || {
-        (order(&shop, &token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201)
-            .then_some(())
-    });
+    support::eventually(
+        Duration::from_millis(open_ms + 5_000),
+        "orders succeed again without a restart",
+        || {
+            (order(&shop, &token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201)
+                .then_some(())
+        },
+    );
     assert_eq!(shop.stock("MUG-2"), (99, 0));
 }
 
@@ -280,7 +264,7 @@ fn an_order_interrupted_by_a_crash_is_finished_or_refunded_after_restart() {
     let _ = placing.join();
     provider(&shop, &admin, &json!({ "latency_ms_p50": 2, "latency_ms_p99": 10 }));
     shop.start_service("orders");
-    let (_, list) = shop.eventually(Duration::from_secs(60), "the interrupted order is terminal", || {
+    let (_, list) = support::eventually(Duration::from_secs(60), "the interrupted order is terminal", || {
         let (status, body) = shop.get("orders", "/v1/orders?limit=10", Some(&token)).unwrap();
         let items = body["items"].as_array()?.clone();
         (status == 200
@@ -303,4 +287,25 @@ fn an_order_interrupted_by_a_crash_is_finished_or_refunded_after_restart() {
         assert_eq!(captured - refunded, 0, "failed order keeps no money: {order:?} {paid:?}");
         assert_eq!(shop.stock("MUG-3"), (10, 0));
     }
+}
+
+/// 7. Notifications down while orders are placed: each arrives once it is back, none twice.
+fn notifications_arrive_after_an_outage(shop: &mut Shop, token: &str, mug: &str) {
+    shop.kill("notifications");
+    for i in 0..3 {
+        assert_eq!(
+            order(shop, token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }])).status,
+            201
+        );
+    }
+    shop.start_service("notifications");
+    let all = support::eventually(Duration::from_secs(30), "5 order.confirmed notifications", || {
+        let found: Vec<_> =
+            notifications(shop, token).into_iter().filter(|n| n["event_type"] == "order.confirmed").collect();
+        (found.len() >= 5).then_some(found)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let settled =
+        notifications(shop, token).into_iter().filter(|n| n["event_type"] == "order.confirmed").count();
+    assert_eq!((all.len(), settled), (5, 5), "every confirmation once, none twice");
 }

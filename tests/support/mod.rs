@@ -228,17 +228,17 @@ impl Shop {
         assert_eq!(status, 200, "{body:?}");
         (body["on_hand"].as_i64().unwrap(), body["reserved"].as_i64().unwrap())
     }
+}
 
-    /// Polls `check` until it returns `Some`, for at most `within`.
-    pub fn eventually<T>(&self, within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(value) = check() {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-            sleep(Duration::from_millis(100));
+/// Polls `check` until it returns `Some`, for at most `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
         }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        sleep(Duration::from_millis(100));
     }
 }
 
@@ -248,10 +248,10 @@ impl Drop for Shop {
         for service in names {
             self.kill(service);
         }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
+        if std::thread::panicking() {
             eprintln!("logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -282,7 +282,7 @@ pub fn http(
 ) -> Result<Reply, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let payload = body.map(Value::to_string).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(token) = token {
         write!(request, "Authorization: Bearer {token}\r\n").unwrap();

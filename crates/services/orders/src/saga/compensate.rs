@@ -31,11 +31,13 @@ impl Saga {
         let fail = |e: ApiError| failure.clone().unwrap_or(e);
         // Cancelled while a charge's answer was lost: payments knows whether it captured. (A
         // charge that failed to an answer, or certainly did nothing, left nothing to look up.)
-        if unknown_outcome && order.payment_id.is_none() && order.step == Step::Charging {
-            if let Some(captured) = self.captured(&order).await.map_err(fail)? {
-                let change = Change { payment_id: Some(captured), ..Change::to(order.status, order.step) };
-                order = self.advance(&order, &change, driver).await?;
-            }
+        if unknown_outcome
+            && order.payment_id.is_none()
+            && order.step == Step::Charging
+            && let Some(captured) = self.captured(&order).await.map_err(fail)?
+        {
+            let change = Change { payment_id: Some(captured), ..Change::to(order.status, order.step) };
+            order = self.advance(&order, &change, driver).await?;
         }
         if let (Some(payment), None, Some(amount)) = (&order.payment_id, &order.refund_id, &order.total) {
             let path = format!("/v1/payments/{payment}/refunds");
