@@ -330,10 +330,10 @@ store_answer!(sqlx::PgConnection);
 
 /// The middleware: `route.route_layer(axum::middleware::from_fn_with_state(idempotency, kit::idempotency::layer))`.
 ///
-/// Only `POST` and `PATCH` need a key: any other method passes through untouched (an idempotent
+/// Only `POST` needs a key: any other method passes through untouched (an idempotent
 /// method needs none, and one the route does not serve gets its 405).
 pub async fn layer(State(this): State<Idempotency>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), http::Method::POST | http::Method::PATCH) {
+    if request.method() != http::Method::POST {
         return next.run(request).await;
     }
     match guarded(&this, request, next).await {
