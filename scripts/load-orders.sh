@@ -76,6 +76,8 @@ run() {
     p99=$(awk '$1 == "99%" {print $2}' "$OUT/orders-$name.wrk.txt")
     errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print $0}' "$OUT/orders-$name.wrk.txt" | tr '\n' ' ')
     printf '%-20s %10s orders/s  p50 %-9s p99 %-9s errors: %s\n' "$name" "$rps" "$p50" "$p99" "${errors:-0}"
+    python3 scripts/load/hops.py "$OUT/orders-$name.metrics.txt" >"$OUT/orders-$name.hops.txt" || true
+    sed 's/^/    /' "$OUT/orders-$name.hops.txt"
     stop
 }
 

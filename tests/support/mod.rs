@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fault;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -43,13 +45,22 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free loopback port for each service.
+pub fn free_ports() -> BTreeMap<&'static str, u16> {
+    SERVICES.iter().map(|s| (*s, free_port())).collect()
+}
+
 impl Shop {
     /// Starts all six services; `env` holds overrides (`SHOP__ORDERS__…`) given to every process.
     pub fn start(label: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(label, env, free_ports())
+    }
+
+    /// [`Shop::start`] on ports chosen beforehand (so that proxies can be put in front of them).
+    pub fn start_on(label: &str, env: &[(&str, &str)], ports: BTreeMap<&'static str, u16>) -> Self {
         let dir = std::env::temp_dir().join(format!("shop-e2e-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports: BTreeMap<_, _> = SERVICES.iter().map(|s| (*s, free_port())).collect();
         let keys: BTreeMap<_, _> = SERVICES.iter().map(|s| (*s, KeyPair::generate().unwrap())).collect();
         let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
         let mut yaml = String::from(

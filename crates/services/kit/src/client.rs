@@ -19,9 +19,17 @@
 //! | any non-2xx status (after retries) | 502 `downstream-error`, naming the service and its status |
 //! | unreachable, reset, body too large, not the expected JSON | 502 `downstream-error` |
 //!
+//! **Unanswered attempts.** The stack retries inside one call, so the last attempt's failure does not
+//! say everything: an attempt that timed out (or whose connection broke) after it was sent may have
+//! been acted on, even when a later attempt found the breaker open or got a 5xx. An error after
+//! such an attempt is [`ClientError::AfterUnanswered`]; a caller deciding whether something "certainly did not happen"
+//! (orders before it undoes a charge) must treat it as unknown.
+//!
 //! Nothing of the downstream's body is copied into the answer (it may hold what the caller must not
 //! see); the log line has it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -59,6 +67,10 @@ pub enum ClientError {
     Call(BoxError),
     /// The body was not the expected JSON.
     Decode(serde_json::Error),
+    /// The call failed as the inner error says, and some attempt of it (an earlier one, or this
+    /// last one) was sent without its whole answer coming back (it timed out, its connection broke,
+    /// its body was cut off): the downstream may have acted on it.
+    AfterUnanswered(Box<ClientError>),
 }
 
 /// A downstream's RFC 9457 problem document, as far as this client reads it.
@@ -104,7 +116,7 @@ impl RemoteProblem {
 impl ClientError {
     /// The status the downstream answered, if it answered.
     pub fn status(&self) -> Option<StatusCode> {
-        match self {
+        match self.last() {
             Self::Status(status, _) => Some(*status),
             _ => None,
         }
@@ -112,10 +124,24 @@ impl ClientError {
 
     /// The downstream's problem document, when it answered non-2xx with a JSON body.
     pub fn problem(&self) -> Option<RemoteProblem> {
-        match self {
+        match self.last() {
             Self::Status(_, body) => serde_json::from_slice(body).ok(),
             _ => None,
         }
+    }
+
+    /// The last attempt's failure (itself, unless this is [`ClientError::AfterUnanswered`]).
+    pub fn last(&self) -> &Self {
+        match self {
+            Self::AfterUnanswered(last) => last.last(),
+            other => other,
+        }
+    }
+
+    /// Whether some attempt may have been acted on without its answer arriving: see
+    /// [`ClientError::AfterUnanswered`] (a last attempt that timed out is [`ClientError::timed_out`]).
+    pub const fn after_unanswered(&self) -> bool {
+        matches!(self, Self::AfterUnanswered(_))
     }
 
     /// Whether the call failed fast on an open breaker (and after how long it probes again).
@@ -129,7 +155,7 @@ impl ClientError {
     }
 
     fn find<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        let Self::Call(err) = self else { return None };
+        let Self::Call(err) = self.last() else { return None };
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
         while let Some(e) = cause {
             if let Some(found) = e.downcast_ref::<E>() {
@@ -147,6 +173,7 @@ impl std::fmt::Display for ClientError {
             Self::Status(status, _) => write!(f, "downstream answered {status}"),
             Self::Call(err) => write!(f, "downstream call failed: {err}"),
             Self::Decode(err) => write!(f, "downstream sent unexpected JSON: {err}"),
+            Self::AfterUnanswered(last) => write!(f, "{last} (after an attempt left unanswered)"),
         }
     }
 }
@@ -171,13 +198,39 @@ impl Service<Request<Body>> for Collect {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let unanswered = req.extensions().get::<Unanswered>().cloned();
         let response = self.client.request(req);
         let limit = self.limit;
         Box::pin(async move {
-            let (parts, body) = response.await?.into_parts();
+            let mut attempt = Attempt { unanswered, settled: false };
+            let response = response.await;
+            // Refused before anything was sent: nothing there can have acted on it.
+            attempt.settled = response.as_ref().is_err_and(hyper_util::client::legacy::Error::is_connect);
+            let (parts, body) = response?.into_parts();
             let bytes = Limited::new(body, limit).collect().await?.to_bytes();
+            attempt.settled = true;
             Ok(Response::from_parts(parts, Full::new(bytes)))
         })
+    }
+}
+
+/// Set by any attempt of one call that was sent and did not get its whole answer (a request
+/// extension, so every retried attempt shares it).
+#[derive(Clone, Debug, Default)]
+struct Unanswered(Arc<AtomicBool>);
+
+/// One attempt in flight: unless settled (answered, or refused before sending), it marks the call
+/// [`Unanswered`] when it ends — also when the timeout above drops it.
+struct Attempt {
+    unanswered: Option<Unanswered>,
+    settled: bool,
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let (false, Some(unanswered)) = (self.settled, &self.unanswered) {
+            unanswered.0.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -190,6 +243,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     /// The body.
     pub body: Bytes,
+    /// An earlier attempt of this call was sent and got no whole answer (see [`ClientError::AfterUnanswered`]).
+    pub after_unanswered: bool,
 }
 
 /// A client for one downstream service; cheap to clone (the breaker and budgets are shared).
@@ -274,7 +329,12 @@ impl Downstream {
         }
         let reply = self.call(method, path, body, &all, None).await?;
         if !reply.status.is_success() {
-            return Err(ClientError::Status(reply.status, reply.body));
+            let err = ClientError::Status(reply.status, reply.body);
+            return Err(if reply.after_unanswered {
+                ClientError::AfterUnanswered(Box::new(err))
+            } else {
+                err
+            });
         }
         serde_json::from_slice(&reply.body).map_err(ClientError::Decode)
     }
@@ -307,11 +367,17 @@ impl Downstream {
         if let Some(trace) = trace {
             req.extensions_mut().insert(trace);
         }
-        let res = self.http.clone().oneshot(req).await.map_err(ClientError::Call)?;
+        let unanswered = Unanswered::default();
+        req.extensions_mut().insert(unanswered.clone());
+        let after_unanswered = || unanswered.0.load(Ordering::Relaxed);
+        let res = self.http.clone().oneshot(req).await.map_err(|e| {
+            let err = ClientError::Call(e);
+            if after_unanswered() { ClientError::AfterUnanswered(Box::new(err)) } else { err }
+        })?;
         let (parts, body) = res.into_parts();
         // Already in memory (see `Collect`): this only unwraps the stack's body wrappers.
         let body = body.collect().await.map_err(|e| ClientError::Call(e.into()))?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        Ok(Reply { status: parts.status, headers: parts.headers, body, after_unanswered: after_unanswered() })
     }
 
     /// This service's answer for a failed call to this downstream: the one mapping in the
@@ -344,7 +410,7 @@ impl Downstream {
 
 /// The start of a failed answer's body, for the log line.
 fn body_of(err: &ClientError) -> Option<String> {
-    match err {
+    match err.last() {
         ClientError::Status(_, body) => {
             Some(String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
         }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::auth::{Claims, Role, TokenCheck, revoked};
-use crate::client::{ClientError, Downstream};
+use crate::client::Downstream;
 use crate::config::DownstreamConfig;
 use crate::error::ApiError;
 
@@ -66,7 +66,9 @@ impl UsersTokenCheck {
             .await;
         match answer {
             Ok(me) => Ok(me.id == claims.sub && me.role == claims.role),
-            Err(ClientError::Status(StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND, _)) => Ok(false),
+            Err(err) if matches!(err.status(), Some(StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND)) => {
+                Ok(false)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot check a token with the users service");
                 Err(ApiError::unavailable(

@@ -167,7 +167,8 @@ async fn a_body_over_the_limit_fails_the_call() {
         DownstreamConfig { max_response_bytes: 1024, retry_max_attempts: 1, ..config(serve(app).await) };
     let client = Downstream::new("big", &config).unwrap();
     let err = client.call(Method::GET, "/v1/big", None, &[], None).await.unwrap_err();
-    assert!(matches!(err, ClientError::Call(_)), "{err}");
+    assert!(matches!(err.last(), ClientError::Call(_)), "{err}");
+    assert!(err.after_unanswered(), "its answer was never read whole: {err}");
     assert_eq!(client.api_error(&err).status(), StatusCode::BAD_GATEWAY);
 }
 
@@ -191,4 +192,45 @@ async fn problem_documents_are_decoded() {
     assert!(!problem.is("stock"));
     assert_eq!(problem.errors[0].pointer, "#/lines/0");
     assert_eq!(problem.errors[0].detail, "only 2 left");
+}
+
+/// The first attempt is sent and times out (the downstream may act on it); the retry gets a 503.
+/// The caller must not read the 503 as "nothing happened": the error says an attempt went
+/// unanswered. A 503 with no such attempt before it says nothing of the kind.
+#[tokio::test]
+async fn a_failure_after_an_unanswered_attempt_says_so() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/v1/charge",
+        get(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let url = serve(app).await;
+    let config = DownstreamConfig { attempt_timeout_ms: 200, retry_max_attempts: 2, ..config(url) };
+    let client = Downstream::new("charge", &config).unwrap();
+    let err = client.get_json::<serde_json::Value>("/v1/charge").await.unwrap_err();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "timed out, then retried");
+    assert!(err.after_unanswered(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "the last attempt's answer: {err}");
+    assert_eq!(client.api_error(&err).status(), StatusCode::BAD_GATEWAY);
+
+    let err = client.get_json::<serde_json::Value>("/v1/charge").await.unwrap_err();
+    assert!(!err.after_unanswered(), "every attempt answered 503: {err}");
+}
+
+/// A refused connection was never sent: retries of it leave no unanswered attempt behind.
+#[tokio::test]
+async fn a_refused_connection_is_not_an_unanswered_attempt() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = Downstream::new("gone", &config(format!("http://127.0.0.1:{port}"))).unwrap();
+    let err = client.get_json::<serde_json::Value>("/v1/anything").await.unwrap_err();
+    assert!(!err.after_unanswered(), "{err}");
 }

@@ -1,7 +1,6 @@
 //! Undoing an order: refund, release, then `failed` or `cancelled`.
 
 use http::{Method, StatusCode};
-use kit::client::ClientError;
 use kit::error::ApiError;
 
 use super::calls::{Items, Payment, Refund, RefundBody, Reservation, classify, refund_key};
@@ -67,8 +66,10 @@ impl Saga {
         if let Some(id) = reservation {
             let path = format!("/v1/reservations/{id}/release");
             match self.inventory.send::<(), Reservation>(Method::POST, &path, None, &[]).await {
-                // Committed (a cancelled confirmed order: restocking is an admin adjustment) or gone.
-                Ok(_) | Err(ClientError::Status(StatusCode::CONFLICT | StatusCode::NOT_FOUND, _)) => {}
+                Ok(_) => {}
+                // Committed (a cancelled confirmed order: restocking is an admin adjustment) or gone
+                // (perhaps released by an earlier attempt of this very call).
+                Err(err) if matches!(err.status(), Some(StatusCode::CONFLICT | StatusCode::NOT_FOUND)) => {}
                 Err(err) => return Err(fail(self.inventory.api_error(&err))),
             }
         }

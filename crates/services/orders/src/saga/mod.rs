@@ -3,7 +3,9 @@
 //!
 //! A failed call is classified: a refusal (4xx) or a failure that certainly did
 //! nothing (5xx — the callees answer 5xx only when their transaction did not commit —, an open
-//! breaker, a refused connection) fails the order and undoes what was done; a call whose effect is
+//! breaker, a refused connection) fails the order and undoes what was done — unless an earlier
+//! attempt of the same call went unanswered ([`ClientError::AfterUnanswered`](kit::client::ClientError::AfterUnanswered): the client stack
+//! retries inside one call, and that attempt may have been acted on); a call whose effect is
 //! unknown (a timeout, a connection lost after sending) leaves the order where it is, for a retry
 //! of the same request or for the [recovery worker](crate::recovery), which repeats the call:
 //! every call is idempotent (reservations per order id, charges and refunds per
