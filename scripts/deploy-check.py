@@ -3,6 +3,7 @@
 
     deploy-check.py static OUT_DIR          OUT_DIR holds dev.yaml and prod.yaml (rendered overlays)
     deploy-check.py smoke DEV_YAML SHOP_BIN
+    deploy-check.py smoke-prod PROD_YAML SHOP_BIN POSTGRES_URL
 
 static: the rendered manifests agree with the configuration they carry (ports, probes, drain delay
 and grace period, downstream URLs naming real Services, every trusted key and signing key wired from
@@ -15,6 +16,11 @@ smoke: runs the dev overlay's six pods as `shop <service>` processes on loopback
 the environment and configuration file its manifest gives it (hosts, ports and the data directory
 mapped to loopback and a temporary directory), and places an order through them: the keys, trust,
 scopes and URLs of the manifests work together. Bounded: every wait is at most 60 s.
+
+smoke-prod: the same for the prod overlay, on PostgreSQL (POSTGRES_URL: a role that may create
+databases; six fresh ones are made and dropped), with Secrets made as the README makes them (random
+JWT secret and admin password, `shop keygen` pairs): first the migration Job's container
+(`shop migrate`), then the six pods in the production profile.
 """
 
 import base64
@@ -294,13 +300,36 @@ def until(what, probe, within=60):
     raise SystemExit(f"deploy-check smoke: not within {within} s: {what}")
 
 
-def smoke(dev_yaml, binary):
-    docs = load(dev_yaml)
+def rendered_secrets(docs):
+    return {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
+            for d in kind(docs, "Secret")}
+
+
+def resolve(cont, secrets, work, data_dirs):
+    """The environment a container gets, with its data directories mapped into `work`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP__") and k != "CONFIG_PATH"}
+    for key, ref in env_refs(cont).items():
+        value = ref[1] if ref[0] == "value" else secrets[ref[1]][ref[2]]
+        for mount in data_dirs:
+            value = value.replace(mount, str(work))
+        env[key] = value
+    return env
+
+
+def smoke(overlay_yaml, binary, secrets=None, label="dev"):
+    docs = load(overlay_yaml)
     _, config = config_of(docs)
-    secrets = {d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
-               for d in kind(docs, "Secret")}
+    secrets = secrets or rendered_secrets(docs)
     ports = {name: free_port() for name in SERVICES}
     work = Path(tempfile.mkdtemp(prefix="shop-deploy-smoke-"))
+    job = named(docs, "Job", "shop-migrate")
+    if job:
+        (migrate,) = job["spec"]["template"]["spec"]["containers"]
+        done = subprocess.run([binary, *migrate["args"]], env=resolve(migrate, secrets, work, []),
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise SystemExit(f"deploy-check smoke: the migration Job failed:\n{done.stdout}{done.stderr}")
+        print(f"deploy-check smoke: the {label} migration Job ran `shop migrate`")
     # The configuration as the pods get it, with the cluster's names and ports mapped to loopback.
     text = yaml.safe_dump(config)
     for name in SERVICES:
@@ -316,12 +345,7 @@ def smoke(dev_yaml, binary):
             deployment = named(docs, "Deployment", name)
             shop = container(deployment)
             data_dirs = [m["mountPath"] for m in shop["volumeMounts"] if m["name"] == "data"]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP__") and k != "CONFIG_PATH"}
-            for key, ref in env_refs(shop).items():
-                value = ref[1] if ref[0] == "value" else secrets[ref[1]][ref[2]]
-                for mount in data_dirs:
-                    value = value.replace(mount, str(work))
-                env[key] = value
+            env = resolve(shop, secrets, work, data_dirs)
             env["CONFIG_PATH"] = str(work / "shop.yaml")
             env["LOG_FORMAT"] = "json"
             log = open(work / f"{name}.log", "w")
@@ -360,19 +384,48 @@ def smoke(dev_yaml, binary):
             return {"user.registered", "payment.captured", "order.confirmed"} <= kinds
 
         until("notifications has the customer's user, payment and order events", notified)
-        print("deploy-check smoke: the dev overlay's six pods, run on loopback, placed an order and notified")
+        print(f"deploy-check smoke: the {label} overlay's six pods, run on loopback, placed an order and notified")
     finally:
+        # SIGKILL: shutdown is not what this checks, and SIGTERM would wait out drain_delay_ms.
         for child in children.values():
-            child.terminate()
-        for child in children.values():
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            child.kill()
+            child.wait()
         if sys.exc_info()[0] is None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"deploy-check smoke: logs kept in {work}", file=sys.stderr)
+
+
+def smoke_prod(prod_yaml, binary, postgres_url):
+    """Six fresh databases and README-made Secrets, then smoke() on the prod overlay."""
+    base = postgres_url.rsplit("/", 1)[0]
+    prefix = f"shop_deploy_smoke_{os.getpid()}"
+
+    def sql(template):
+        # One psql per database, all at once: each CREATE or DROP DATABASE waits for a checkpoint,
+        # which concurrent ones share.
+        runs = [subprocess.Popen(["psql", "-q", "-v", "ON_ERROR_STOP=1", postgres_url, "-c",
+                                  template.format(f"{prefix}_{service}")], stdout=subprocess.DEVNULL)
+                for service in SERVICES]
+        if any(run.wait(timeout=60) != 0 for run in runs):
+            raise SystemExit(f"deploy-check smoke: {template} failed")
+
+    keys = {}
+    for service in ["users", "catalog", "payments", "orders"]:
+        lines = subprocess.run([binary, "keygen"], capture_output=True, text=True, check=True).stdout.splitlines()
+        pair = dict(line.split(": ", 1) for line in lines)
+        keys[f"{service}.signing_key"], keys[f"{service}.public_key"] = pair["signing_key"], pair["public_key"]
+    secrets = {
+        "shop-jwt": {"secret": base64.b64encode(os.urandom(48)).decode()},
+        "shop-users-admin": {"password": base64.b64encode(os.urandom(24)).decode()},
+        "shop-databases": {s: f"{base}/{prefix}_{s}" for s in SERVICES},
+        "shop-service-keys": keys,
+    }
+    sql("CREATE DATABASE {}")
+    try:
+        smoke(prod_yaml, binary, secrets, "prod")
+    finally:
+        sql("DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 def main():
@@ -387,6 +440,8 @@ def main():
         print("deploy-check: the overlays agree with their configuration; prod allows exactly the calls made")
     elif sys.argv[1:2] == ["smoke"] and len(sys.argv) == 4:
         smoke(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["smoke-prod"] and len(sys.argv) == 5:
+        smoke_prod(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(__doc__)
 

@@ -2,7 +2,8 @@
 # make deploy-check: renders deploy/overlays/{dev,prod} with `kubectl kustomize`, validates them
 # offline against the Kubernetes schemas bundled in kubernetes-validate (PyPI, in a venv under the
 # target dir; no cluster), checks what no schema knows (scripts/deploy-check.py static), runs the dev
-# overlay's pods on loopback and places an order through them (deploy-check.py smoke), and checks
+# overlay's pods on loopback and places an order through them (deploy-check.py smoke; the prod
+# overlay's Job and pods too when TEST_DATABASE_URL names a PostgreSQL server), and checks
 # the monitoring rules with promtool (`check rules`, `test rules`, the dashboard's queries parsed).
 # Needs kubectl (with kustomize 5) and promtool (Debian `prometheus`); installs nothing else.
 set -euo pipefail
@@ -43,4 +44,12 @@ promtool check rules "$out/dashboard-rules.yml"
 
 "$CARGO" build --quiet --bin shop
 "$venv/bin/python" scripts/deploy-check.py smoke "$out/dev.yaml" "$target/debug/shop"
+# The prod overlay on PostgreSQL (CI's TEST_DATABASE_URL, .ci/postgres.sh): the Job, then the pods.
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  "$venv/bin/python" scripts/deploy-check.py smoke-prod "$out/prod.yaml" "$target/debug/shop" "$TEST_DATABASE_URL"
+elif [ -n "${CI:-}" ]; then
+  echo "deploy-check: CI needs TEST_DATABASE_URL for the prod overlay's run (.ci/postgres.sh)" >&2; exit 1
+else
+  echo "deploy-check: prod overlay run skipped (set TEST_DATABASE_URL to a PostgreSQL server, as .ci/postgres.sh prints)"
+fi
 echo "deploy-check: ok"
