@@ -1,7 +1,7 @@
 # The commands the README names. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench load load-orders doc api-check browser-check
+.PHONY: help run test lint fmt bench load load-orders doc api-check browser-check deploy-check
 
 help:
 	@echo "make run    - run Palisade Shop (every service, SQLite, default ports)"
@@ -12,6 +12,7 @@ help:
 	@echo "make load-orders - wrk on loopback: POST /v1/orders against shop all (results: docs/performance.md)"
 	@echo "make api-check - newman (postman/) and schemathesis against a fresh shop all (tools under target/)"
 	@echo "make browser-check - headless Chromium on /ops (a breaker forced open shows live) and /docs"
+	@echo "make deploy-check - Kubernetes manifests rendered and validated offline, dev overlay run on loopback, promtool on the alerts"
 
 run:
 	$(CARGO) run --release --bin shop -- all
@@ -46,3 +47,6 @@ api-check:
 
 browser-check:
 	CARGO="$(CARGO)" bash scripts/browser-check.sh
+
+deploy-check:
+	CARGO="$(CARGO)" bash scripts/deploy-check.sh

@@ -85,7 +85,7 @@ fi
 
 # Every implemented service, from `shop help` ("usage: shop [all | users | catalog | migrate | …]").
 mapfile -t services < <("$shop" help | sed -e 's/^usage: shop \[//' -e 's/\]$//' | tr '|' '\n' \
-  | sed -e 's/^ *//' -e 's/ *$//' | grep -Ev '^(all|migrate|openapi \[dir\])$')
+  | sed -e 's/^ *//' -e 's/ *$//' | grep -Ev '^(all|migrate|openapi \[dir\]|keygen)$')
 [ "${#services[@]}" -gt 0 ] || die "\`shop help\` lists no service"
 
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/shop-api-check.XXXXXX")

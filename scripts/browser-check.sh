@@ -59,7 +59,7 @@ else
 fi
 
 mapfile -t services < <("$shop" help | sed -e 's/^usage: shop \[//' -e 's/\]$//' | tr '|' '\n' \
-  | sed -e 's/^ *//' -e 's/ *$//' | grep -Ev '^(all|migrate|openapi \[dir\])$')
+  | sed -e 's/^ *//' -e 's/ *$//' | grep -Ev '^(all|migrate|openapi \[dir\]|keygen)$')
 [ "${#services[@]}" -gt 0 ] || die "\`shop help\` lists no service"
 
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/shop-browser-check.XXXXXX")

@@ -5,6 +5,7 @@
 //! shop <service>      one service (users, catalog, …)
 //! shop migrate        apply every service's migrations and exit
 //! shop openapi [dir]  write <dir>/<service>.json (default dir: openapi)
+//! shop keygen         print a new service signing key (`signing_key`) and its `public_key`
 //! ```
 //!
 //! Configuration: see `kit::config` (`CONFIG_PATH`, `SHOP__*` variables); logs: `RUST_LOG`,
@@ -45,10 +46,18 @@ async fn run(args: &[String]) -> Result<(), kit::BoxError> {
             service::write_openapi(SERVICES, std::path::Path::new(dir))
         }
         "migrate" => service::migrate(SERVICES, &settings()?).await,
+        "keygen" => {
+            // The seed is the caller's secret (`<service>.signing_key`); the public key goes into
+            // each callee's `trusted_keys.<kid>.public_key` (decision 007).
+            let pair = kit::service_auth::KeyPair::generate()?;
+            println!("signing_key: {}", pair.seed().expose());
+            println!("public_key: {}", pair.public_key());
+            Ok(())
+        }
         "all" => service::run(SERVICES, &settings()?).await,
         "help" | "-h" | "--help" => {
             let names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
-            println!("usage: shop [all | {} | migrate | openapi [dir]]", names.join(" | "));
+            println!("usage: shop [all | {} | migrate | openapi [dir] | keygen]", names.join(" | "));
             Ok(())
         }
         name => match SERVICES.iter().find(|s| s.name == name) {
