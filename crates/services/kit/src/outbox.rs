@@ -11,6 +11,10 @@
 //! - **Never dropped silently**: after `max_attempts` failed attempts an event is parked as dead:
 //!   counted (`shop_outbox_dead`), listed and replayable by admins ([`Outbox::dead`],
 //!   [`Outbox::replay`]).
+//! - **A paused subscriber is not a failed attempt**: when the transport says it did not send at
+//!   all because the way to the subscriber is paused ([`Paused`]: its circuit breaker is open), the
+//!   event waits until the pause ends and keeps its attempts — otherwise a breaker opened by a short
+//!   outage would burn through `max_attempts` in seconds and park healthy events as dead.
 //! - **Several replicas**: the relay claims a batch in a transaction (`FOR UPDATE SKIP LOCKED` on
 //!   PostgreSQL) and marks it claimed for `claim_ms`, so two relays never send the same event at
 //!   once, and a relay that dies mid-batch leaves its events to the next one after the claim lapses.
@@ -21,7 +25,7 @@
 //!
 //! Metrics (label `service`): `shop_outbox_backlog` (gauge: events not yet delivered),
 //! `shop_outbox_dead` (gauge: events parked as dead), `shop_outbox_delivered_total` and
-//! `shop_outbox_failed_attempts_total` (counters).
+//! `shop_outbox_failed_attempts_total`, `shop_outbox_paused_total` (counters).
 //!
 //! [`kit_outbox_deliveries`]: ../../../migrations/kit/sqlite/1000001_outbox_idempotency_audit.sql
 
@@ -126,6 +130,33 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Delivers `event` to `subscriber`; `Ok` once it has accepted it.
     fn deliver<'a>(&'a self, subscriber: &'a str, event: &'a Envelope)
     -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+/// A [`Transport`]'s error for a delivery it did not even try: the way to the subscriber is paused
+/// (an open circuit breaker) for `retry_after`. The relay waits that long and counts no attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Paused {
+    /// When to try again.
+    pub retry_after: Duration,
+}
+
+impl std::fmt::Display for Paused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "deliveries paused for {} ms (circuit open)", self.retry_after.as_millis())
+    }
+}
+
+impl std::error::Error for Paused {}
+
+/// How delivering one event went.
+#[derive(Debug)]
+enum Outcome {
+    /// Every subscriber has it.
+    Delivered,
+    /// An attempt failed (the first failure).
+    Failed(String),
+    /// Nothing failed, but some subscriber was not tried: paused for this long.
+    Paused(Duration, String),
 }
 
 /// One subscriber of a producer's events (`<service>.events.subscribers.<name>`).
@@ -293,7 +324,15 @@ impl Transport for HttpPush {
             };
             let body = Bytes::from(serde_json::to_vec(event)?);
             let headers = [("content-type", CLOUDEVENTS_JSON)];
-            let reply = client.call(Method::POST, &config.path, Some(body), &headers, event.trace()).await?;
+            let reply = client
+                .call(Method::POST, &config.path, Some(body), &headers, event.trace())
+                .await
+                .map_err(|err| -> BoxError {
+                    match err.circuit_open() {
+                        Some(retry_after) => Box::new(Paused { retry_after }),
+                        None => Box::new(err),
+                    }
+                })?;
             if reply.status.is_success() {
                 Ok(())
             } else {
@@ -404,25 +443,40 @@ impl Outbox {
         })
     }
 
-    /// Sends one event to each subscriber that wants it and does not have it yet; `Err` names the
-    /// first failure.
-    async fn deliver(&self, row: &Row) -> Result<(), String> {
+    /// Sends one event to each subscriber that wants it and does not have it yet.
+    async fn deliver(&self, row: &Row) -> Outcome {
         let envelope = self.envelope(row);
-        let delivered = self.delivered_to(&row.0).await.map_err(|e| e.to_string())?;
-        let mut failure = None;
+        let delivered = match self.delivered_to(&row.0).await {
+            Ok(delivered) => delivered,
+            Err(err) => return Outcome::Failed(err.to_string()),
+        };
+        let (mut failure, mut paused) = (None, None);
         for subscriber in self.transport.subscribers(&envelope.event_type) {
             if delivered.contains(&subscriber) {
                 continue;
             }
             match self.transport.deliver(&subscriber, &envelope).await {
-                Ok(()) => self.record_delivery(&row.0, &subscriber).await.map_err(|e| e.to_string())?,
+                Ok(()) => {
+                    if let Err(err) = self.record_delivery(&row.0, &subscriber).await {
+                        failure.get_or_insert_with(|| err.to_string());
+                    }
+                }
                 Err(err) => {
                     tracing::debug!(event = %envelope.id, %subscriber, error = %err, "event delivery failed");
-                    failure.get_or_insert_with(|| format!("{subscriber}: {err}"));
+                    let why = format!("{subscriber}: {err}");
+                    if let Some(pause) = err.downcast_ref::<Paused>() {
+                        paused = paused.max(Some((pause.retry_after, why)));
+                    } else {
+                        failure.get_or_insert(why);
+                    }
                 }
             }
         }
-        failure.map_or(Ok(()), Err)
+        match (failure, paused) {
+            (Some(failure), _) => Outcome::Failed(failure),
+            (None, Some((wait, why))) => Outcome::Paused(wait, why),
+            (None, None) => Outcome::Delivered,
+        }
     }
 
     fn envelope(&self, (id, event_type, subject, data, traceparent, created_at, _): &Row) -> Envelope {
@@ -463,12 +517,23 @@ impl Outbox {
     }
 
     /// Records the outcome of one event's run: delivered, to be retried after the backoff, or dead.
-    async fn settle(&self, row: &Row, outcome: Result<(), String>) -> Result<(), StoreError> {
+    async fn settle(&self, row: &Row, outcome: Outcome) -> Result<(), StoreError> {
         let now = millis(OffsetDateTime::now_utc());
         let service = self.service.to_string();
         // Every statement binds the same four values ($1 id, $2 now, $3 error, $4 next attempt).
         let (sql, next, error): (&str, i64, Option<String>) = match outcome {
-            Ok(()) => {
+            Outcome::Paused(wait, why) => {
+                metrics::counter!("shop_outbox_paused_total", "service" => service).increment(1);
+                // At least the relay's own pace, so a zero wait does not spin.
+                let wait = wait.max(Duration::from_millis(self.config.relay_interval_ms));
+                (
+                    "UPDATE kit_outbox SET claimed_until = 0, last_error = $3, next_attempt_at = $4 \
+                     WHERE id = $1 AND $2 >= 0",
+                    now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+                    Some(why),
+                )
+            }
+            Outcome::Delivered => {
                 metrics::counter!("shop_outbox_delivered_total", "service" => service).increment(1);
                 (
                     "UPDATE kit_outbox SET delivered_at = $2, claimed_until = 0, last_error = $3, \
@@ -477,7 +542,7 @@ impl Outbox {
                     None,
                 )
             }
-            Err(err) => {
+            Outcome::Failed(err) => {
                 metrics::counter!("shop_outbox_failed_attempts_total", "service" => service).increment(1);
                 let attempts = u32::try_from(row.6.saturating_add(1)).unwrap_or(u32::MAX);
                 if attempts >= self.config.max_attempts {

@@ -260,3 +260,48 @@ async fn admins_list_and_replay_dead_events_and_nobody_else_can() {
     assert_eq!(send(&router, request("POST", &path, Role::Admin)).await.0, StatusCode::NOT_FOUND);
     assert_eq!(outbox.counts().await.unwrap(), (1, 0), "back in line");
 }
+
+/// A transport whose way to the subscriber is paused (an open breaker) for its first `pauses` tries.
+#[derive(Debug)]
+struct PausedFor(std::sync::atomic::AtomicU32);
+
+impl super::Transport for PausedFor {
+    fn subscribers(&self, _: &str) -> Vec<String> {
+        vec!["notifications".to_owned()]
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Envelope,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::BoxError>> {
+        let left = self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if left > 0 {
+                Err(Box::new(super::Paused { retry_after: std::time::Duration::from_millis(1) }) as _)
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// An open breaker in front of the subscriber is no failed attempt: twice `max_attempts` paused
+/// runs leave the event alive with no attempt counted, and it is delivered once the pause ends.
+#[tokio::test]
+async fn a_paused_subscriber_costs_no_attempt_and_parks_nothing() {
+    for db in databases("outbox-paused").await {
+        let config = OutboxConfig { relay_interval_ms: 10, ..config(&[]) };
+        let transport = Arc::new(PausedFor(std::sync::atomic::AtomicU32::new(6)));
+        let outbox = Outbox::new("orders", db.clone(), config, transport);
+        publish(&db, &Event::new("order.confirmed", "o-1", &1).unwrap(), true).await;
+        for run in 0..6 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert_eq!(outbox.relay_once().await.unwrap(), 1, "run {run}: claimed again after the pause");
+            assert_eq!(outbox.counts().await.unwrap(), (1, 0), "run {run}: still pending, not dead");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(outbox.relay_once().await.unwrap(), 1);
+        assert_eq!(outbox.counts().await.unwrap(), (0, 0), "delivered once the pause ended");
+    }
+}
