@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`config`] | typed settings: defaults → YAML at `CONFIG_PATH` → `SHOP__*` environment |
 //! | [`secret`] | [`Secret`](secret::Secret), redacted in `Debug` |
-//! | [`db`] | SQLite/PostgreSQL pools by URL, embedded migrations, [`StoreError`](db::StoreError) |
+//! | [`db`] | SQLite/PostgreSQL pools by URL, embedded migrations, [`StoreError`](db::StoreError), pool metrics |
 //! | [`error`] | [`ApiError`](error::ApiError): RFC 9457 problem+json for every error |
 //! | [`extract`] | `Json`, `Path`, `Query` with problem+json rejections |
 //! | [`auth`] | HS256 JWTs: issue, and the `AuthUser`/`AdminUser` extractors |

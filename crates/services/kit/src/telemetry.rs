@@ -8,7 +8,7 @@
 //!
 //! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
-//! histograms.
+//! histograms and [`pool_metrics::WAIT_BUCKETS`] for the database pool's waits.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -18,6 +18,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade::metrics::DURATION_BUCKETS;
 use palisade::trace::fmt::{JsonLines, TraceIdFields};
 use tracing_subscriber::EnvFilter;
+
+use crate::db::pool_metrics;
 
 /// Installs the global subscriber (a second call does nothing).
 pub fn init() {
@@ -59,6 +61,12 @@ pub fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(pool_metrics::DB_CLIENT_CONNECTION_WAIT_TIME.into()),
+                        pool_metrics::WAIT_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
