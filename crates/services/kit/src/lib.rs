@@ -15,7 +15,7 @@
 //! | [`health`] | `/livez`, `/readyz` |
 //! | [`ops`] | `/ops`: the live resilience page, its JSON, breaker actions |
 //! | [`jobs`] | background work every interval, stopped with the service |
-//! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
+//! | [`telemetry`] | logging setup, the process-wide Prometheus recorder, span export over OTLP |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
 //! | [`service_auth`] | service-to-service tokens: Ed25519 per service, audience, scopes |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
