@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Configuration: see `kit::config` (`CONFIG_PATH`, `SHOP__*` variables); logs: `RUST_LOG`,
-//! `LOG_FORMAT=json`.
+//! `LOG_FORMAT=json`; span export: `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`
+//! (`kit::telemetry::otlp`).
 
 use std::process::ExitCode;
 
@@ -27,14 +28,30 @@ const SERVICES: &[&Service] = &[
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    kit::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args).await {
+    // Spans export over OTLP only with `OTEL_EXPORTER_OTLP_ENDPOINT` set (kit::telemetry::otlp).
+    let exporter = kit::telemetry::init_exporting(service_name(&args));
+    let result = run(&args).await;
+    if let Some(exporter) = exporter
+        && let Err(err) = exporter.shutdown().await
+    {
+        eprintln!("shop: the last spans could not be exported: {err}");
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("shop: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The OpenTelemetry `service.name` of this process: the one service it runs, else `shop`
+/// (`shop all` runs them all in one process, docs/decisions/022).
+fn service_name(args: &[String]) -> &str {
+    match args.first() {
+        Some(name) if SERVICES.iter().any(|s| s.name == name) => name,
+        _ => "shop",
     }
 }
 

@@ -108,7 +108,7 @@ where
 }
 
 macro_rules! client_span {
-    ($level:expr, $req:expr, $trace_id:expr, $span_id:expr) => {
+    ($level:expr, $req:expr, $trace_id:expr, $span_id:expr $(, $($extra:tt)+)?) => {
         super::span_at!(
             $level,
             "http_client_request",
@@ -116,6 +116,7 @@ macro_rules! client_span {
             span_id = $span_id,
             http.request.method = $req.method().as_str(),
             server.address = $req.uri().host(),
+            $($($extra)+)?
         )
     };
 }
@@ -132,7 +133,7 @@ fn make_span<B>(level: Level, req: &Request<B>, context: &mut TraceContext) -> t
 
 #[cfg(feature = "opentelemetry")]
 fn make_span<B>(level: Level, req: &Request<B>, context: &mut TraceContext) -> tracing::Span {
-    let span = client_span!(level, req, tracing::field::Empty, tracing::field::Empty);
+    let span = client_span!(level, req, tracing::field::Empty, tracing::field::Empty, otel.kind = "client");
     super::otel::bridge(&span, context);
     span.record("trace_id", tracing::field::display(context.trace_id()));
     span.record("span_id", tracing::field::display(context.span_id()));

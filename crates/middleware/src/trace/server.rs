@@ -342,7 +342,7 @@ fn route<B>(_req: &Request<B>) -> Option<&str> {
 }
 
 macro_rules! server_span {
-    ($level:expr, $details:expr, $req:expr, $trace_id:expr, $span_id:expr) => {
+    ($level:expr, $details:expr, $req:expr, $trace_id:expr, $span_id:expr $(, $($extra:tt)+)?) => {
         if $details {
             super::span_at!(
                 $level,
@@ -352,9 +352,16 @@ macro_rules! server_span {
                 http.request.method = $req.method().as_str(),
                 url.path = $req.uri().path(),
                 http.route = route($req),
+                $($($extra)+)?
             )
         } else {
-            super::span_at!($level, "http_request", trace_id = $trace_id, span_id = tracing::field::Empty)
+            super::span_at!(
+                $level,
+                "http_request",
+                trace_id = $trace_id,
+                span_id = tracing::field::Empty,
+                $($($extra)+)?
+            )
         }
     };
 }
@@ -373,8 +380,10 @@ fn make_span<B>(level: Level, details: bool, req: &Request<B>, context: &mut Tra
 
 #[cfg(feature = "opentelemetry")]
 fn make_span<B>(level: Level, details: bool, req: &Request<B>, context: &mut TraceContext) -> tracing::Span {
-    // The exporter may assign the span its own ids, so they are recorded once known.
-    let span = server_span!(level, details, req, tracing::field::Empty, tracing::field::Empty);
+    // The exporter may assign the span its own ids, so they are recorded once known. `otel.kind`:
+    // exported as a server span, which trace back ends need to draw calls between services.
+    let span =
+        server_span!(level, details, req, tracing::field::Empty, tracing::field::Empty, otel.kind = "server");
     super::otel::bridge(&span, context);
     span.record("trace_id", tracing::field::display(context.trace_id()));
     span.record("span_id", tracing::field::display(context.span_id()));

@@ -38,6 +38,10 @@
 //!
 //! A service's own extra settings live under its key too and are read with [`Settings::extract`].
 //!
+//! **Outside these settings**, read from the environment once at start: `RUST_LOG`, `LOG_FORMAT` and
+//! span export over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`; see
+//! [`crate::telemetry::otlp`]), which are the process's, not a service's.
+//!
 //! **Checked at start.** A key no service knows (`SHOP__USERS__ADMIN_PASWORD`) stops the binary with
 //! the key and the nearest known one ([`unknown_keys`]); values out of range stop it too
 //! ([`GlobalConfig::validate`], [`ServiceConfig::validate`]). A weak JWT secret (the development one,

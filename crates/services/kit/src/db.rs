@@ -24,6 +24,11 @@
 //! (serialization failure, deadlock, lock timeout, `SQLITE_BUSY`/`SQLITE_LOCKED`) is
 //! [`StoreError::Busy`]; [`Retry::run`] runs it again a bounded number of times with jittered
 //! backoff, and what is still busy is answered 503 with `Retry-After` ([`crate::error`]), never 500.
+//!
+//! **Pool metrics.** [`pool_metrics`] samples each service's pool (open, idle and maximum
+//! connections, and the wait for a connection) into `/metrics`.
+
+pub mod pool_metrics;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`config`] | typed settings: defaults → YAML at `CONFIG_PATH` → `SHOP__*` environment |
 //! | [`secret`] | [`Secret`](secret::Secret), redacted in `Debug` |
-//! | [`db`] | SQLite/PostgreSQL pools by URL, embedded migrations, [`StoreError`](db::StoreError) |
+//! | [`db`] | SQLite/PostgreSQL pools by URL, embedded migrations, [`StoreError`](db::StoreError), pool metrics |
 //! | [`error`] | [`ApiError`](error::ApiError): RFC 9457 problem+json for every error |
 //! | [`extract`] | `Json`, `Path`, `Query` with problem+json rejections |
 //! | [`auth`] | HS256 JWTs: issue, and the `AuthUser`/`AdminUser` extractors |
@@ -15,7 +15,7 @@
 //! | [`health`] | `/livez`, `/readyz` |
 //! | [`ops`] | `/ops`: the live resilience page, its JSON, breaker actions |
 //! | [`jobs`] | background work every interval, stopped with the service |
-//! | [`telemetry`] | logging setup and the process-wide Prometheus recorder |
+//! | [`telemetry`] | logging setup, the process-wide Prometheus recorder, span export over OTLP |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
 //! | [`service_auth`] | service-to-service tokens: Ed25519 per service, audience, scopes |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |

@@ -4,7 +4,8 @@
 //! Layers on every `/v1` route (and the 404 fallback), outermost first: the palisade [`ServerStack`]
 //! (trace → metrics → problem → load shedding → deadline → timeout), the JWT keys (request extension
 //! for [`crate::auth`]), the body limit (413), and [`ProblemContextLayer`] (fills `instance`/`trace_id`
-//! into problem documents).
+//! into problem documents). When spans are exported ([`telemetry::otlp`]), the trace layer opens a
+//! span per request and a layer inside it names the service on that span; otherwise neither exists.
 //!
 //! Operational routes, outside `/v1` and outside the OpenAPI paths: `/livez`, `/readyz`, `/metrics`,
 //! `/ops` (the live resilience page, [`crate::ops`]), `/openapi.json`, `/docs` (Swagger UI, assets
@@ -77,9 +78,10 @@ pub fn app_with_ops(
     token_checker: Option<TokenChecker>,
     ops: Ops,
 ) -> Result<Router, InvalidConfig> {
-    // The preset's trace layer (no span: `trace_id` on log lines comes from the context), plus one
-    // INFO event per answer unless `access_log: false`.
-    let mut trace = ServerTraceLayer::builder().span(false);
+    // The preset's trace layer, plus one INFO event per answer unless `access_log: false`. No span
+    // unless spans are exported (`trace_id` on log lines comes from the context).
+    let exporting = telemetry::otlp::exporting();
+    let mut trace = ServerTraceLayer::builder().span(exporting);
     if config.access_log {
         trace = trace.access_log(tracing::Level::INFO);
     }
@@ -120,24 +122,27 @@ pub fn app_with_ops(
                     .and(NotForContentType::SSE),
             ),
         );
-    Ok(Router::new()
-        .merge(api)
-        .fallback(not_found)
-        // One `Router::layer` call for the whole stack: axum boxes each call's result per route and
-        // clones every box level on each request, so n calls cost ~n²/2 allocations per request.
-        .layer(
-            ServiceBuilder::new()
-                .layer(stack)
-                .layer(Extension(keys))
-                .option_layer(token_checker.map(Extension))
-                .layer(Extension(trusted_proxies))
-                .layer(Extension(service_tokens))
-                .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-                .layer(ProblemContextLayer)
-                // Inside the problem context: a panic's 500 carries `instance` and `trace_id`.
-                .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
-                .layer(CatchPanicLayer::custom(panic_response)),
-        )
+    let inner = ServiceBuilder::new()
+        .layer(Extension(keys))
+        .option_layer(token_checker.map(Extension))
+        .layer(Extension(trusted_proxies))
+        .layer(Extension(service_tokens))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(ProblemContextLayer)
+        // Inside the problem context: a panic's 500 carries `instance` and `trace_id`.
+        .map_response(|res: http::Response<_>| res.map(axum::body::Body::new))
+        .layer(CatchPanicLayer::custom(panic_response));
+    let api = Router::new().merge(api).fallback(not_found);
+    // One `Router::layer` call for the whole stack: axum boxes each call's result per route and
+    // clones every box level on each request, so n calls cost ~n²/2 allocations per request. Two
+    // branches rather than an optional layer, so that without export the stack is what it was.
+    let api = if exporting {
+        let attribute = telemetry::otlp::service_attribute(name);
+        api.layer(ServiceBuilder::new().layer(stack).layer(attribute).layer(inner))
+    } else {
+        api.layer(ServiceBuilder::new().layer(stack).layer(inner))
+    };
+    Ok(api
         // After `.layer`: axum leaves routes added later unwrapped.
         .merge(health.routes())
         .route("/metrics", metrics)

@@ -117,7 +117,8 @@ pub struct App {
     pub config: ServiceConfig,
     /// The JWT keys (tests issue tokens with them).
     pub keys: JwtKeys,
-    /// The kit's background jobs (the outbox relay): they stop when this app's server stops.
+    /// The kit's background jobs (the outbox relay, the pool metrics sampler): they stop when this
+    /// app's server stops.
     pub jobs: Vec<Job>,
 }
 
@@ -227,7 +228,8 @@ impl Service {
             checker,
             ops,
         )?;
-        Ok(App { router, health, config, keys, jobs: vec![relay] })
+        let pool_metrics = crate::db::pool_metrics::spawn_sampler(self.name, health.db());
+        Ok(App { router, health, config, keys, jobs: vec![relay, pool_metrics] })
     }
 
     /// The service's OpenAPI document, with the routes the kit adds to every service.

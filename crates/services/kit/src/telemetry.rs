@@ -1,4 +1,4 @@
-//! Logging and the process's Prometheus recorder.
+//! Logging, the process's Prometheus recorder, and span export over OTLP ([`otlp`]).
 //!
 //! [`init`] installs a `tracing-subscriber`: filter from `RUST_LOG` (default `info`), output pretty
 //! or JSON (`LOG_FORMAT=json`); pretty output is coloured only on a terminal. Every line logged inside
@@ -6,9 +6,13 @@
 //! formatted (`palisade::trace::fmt`: no span per request to pay for). Neither the kit nor palisade
 //! records request headers, so `Authorization` and cookies never reach the logs.
 //!
+//! [`init_exporting`] does the same and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exports spans
+//! over OTLP/HTTP ([`otlp`]: the variables it reads, what is exported); without the variable
+//! nothing is exported, nothing is started, and nothing errors.
+//!
 //! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
-//! histograms.
+//! histograms and [`pool_metrics::WAIT_BUCKETS`] for the database pool's waits.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -18,19 +22,70 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade::metrics::DURATION_BUCKETS;
 use palisade::trace::fmt::{JsonLines, TraceIdFields};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::db::pool_metrics;
+
+pub mod otlp;
 
 /// Installs the global subscriber (a second call does nothing).
 pub fn init() {
+    install(None);
+}
+
+/// [`init`], plus span export when the environment names an OTLP endpoint ([`otlp`]), as
+/// `default_service_name` unless `OTEL_SERVICE_NAME` says otherwise. Keep the exporter and
+/// [`shutdown`](otlp::Otlp::shutdown) it when the process stops, so the last spans are sent. An
+/// exporter that cannot start is logged and the process runs without it. Needs no runtime.
+pub fn init_exporting(default_service_name: &str) -> Option<otlp::Otlp> {
+    let config = otlp::OtlpConfig::from_env(default_service_name);
+    let (exporter, failure) = match config.as_ref().map(otlp::Otlp::start) {
+        Some(Ok(exporter)) => (Some(exporter), None),
+        Some(Err(err)) => (None, Some(err)),
+        None => (None, None),
+    };
+    install(exporter.as_ref());
+    // Logged once the subscriber exists.
+    if let Some(err) = failure {
+        tracing::warn!(error = %err, "cannot start the OTLP exporter: spans are not exported");
+    } else if let Some(config) = &config {
+        if let Some(protocol) = otlp::unsupported_protocol(|name| std::env::var(name).ok()) {
+            tracing::warn!(%protocol, "OTLP export supports http/protobuf only: exporting with it");
+        }
+        tracing::info!(
+            endpoint = %config.traces_endpoint,
+            service_name = %config.service_name,
+            "exporting spans over OTLP/HTTP"
+        );
+    }
+    exporter
+}
+
+fn install(otlp: Option<&otlp::Otlp>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // Colours only for a person at a terminal (and not with `NO_COLOR`): escape codes in a log file
     // or pipe are noise, and styling every span field costs CPU on each request.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
-    let _already_set = if json {
-        builder.event_format(JsonLines).try_init()
+    if json {
+        try_init(builder.event_format(JsonLines).finish(), otlp);
     } else {
-        builder.fmt_fields(TraceIdFields::new()).try_init()
+        try_init(builder.fmt_fields(TraceIdFields::new()).finish(), otlp);
+    }
+}
+
+/// Sets `subscriber` (with the exporter's layer, if any) as the global default, unless one is set.
+fn try_init<S>(subscriber: S, otlp: Option<&otlp::Otlp>)
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync + 'static,
+{
+    // Without an exporter the subscriber is exactly what it was: no extra layer to call per event.
+    let _already_set = match otlp {
+        Some(otlp) => subscriber.with(otlp.layer()).try_init(),
+        None => subscriber.try_init(),
     };
 }
 
@@ -59,6 +114,12 @@ pub fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(pool_metrics::DB_CLIENT_CONNECTION_WAIT_TIME.into()),
+                        pool_metrics::WAIT_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
