@@ -766,8 +766,14 @@ impl DownstreamConfig {
 mod tests {
     use figment::Figment;
 
+    use std::collections::BTreeMap;
+
+    use figment::providers::Serialized;
+    use figment::value::Value;
+
     use super::{
-        DEV_JWT_SECRET, GlobalConfig, Profile, Secret, Settings, is_loopback, keys_of, unknown_keys,
+        DEV_JWT_SECRET, DownstreamConfig, GlobalConfig, LIVE_SERVICE_KEYS, Profile, Secret, ServiceConfig,
+        Settings, is_loopback, keys_of, unknown_keys,
     };
 
     #[test]
@@ -844,7 +850,85 @@ mod tests {
                 ("users.downstreams.catalog.retry_attempts".to_owned(), None),
             ]
         );
-        assert_eq!(keys_of("", &GlobalConfig::default()), ["jwt_secret", "jwt_ttl_secs", "profile"]);
+        assert_eq!(
+            keys_of("", &GlobalConfig::default()),
+            ["jwt_secret", "jwt_ttl_secs", "log_level", "profile"]
+        );
+    }
+
+    /// `with_live` takes from the new settings exactly the keys [`LIVE_SERVICE_KEYS`] lists and the
+    /// downstreams, and keeps every other one; `layers_differ` sees each server key.
+    #[test]
+    fn a_reload_takes_exactly_the_live_keys() {
+        let old = ServiceConfig::defaults("catalog", 8082);
+        let peer = DownstreamConfig { url: "http://127.0.0.1:1".to_owned(), ..DownstreamConfig::default() };
+        // Every field differs from `old` (a new field fails to compile here until it is decided).
+        let new = ServiceConfig {
+            host: "0.0.0.0".to_owned(),
+            port: 9000,
+            database_url: Secret::new("postgres://db/catalog".to_owned()),
+            db_max_connections: 9,
+            db_lock_timeout_ms: 9,
+            db_statement_timeout_ms: 9,
+            db_idle_in_transaction_timeout_ms: 9,
+            db_retry_attempts: 9,
+            db_create: true,
+            db_synchronous: crate::db::Durability::Full,
+            migrate_at_start: Some(true),
+            request_timeout_ms: 9,
+            max_in_flight: 9,
+            body_limit_bytes: 9,
+            readiness_timeout_ms: 9,
+            drain_delay_ms: 9,
+            shutdown_grace_ms: 9,
+            header_read_timeout_ms: 9,
+            max_connections: 9,
+            http2_keep_alive_interval_ms: 9,
+            http2_keep_alive_timeout_ms: 9,
+            http2_max_concurrent_streams: 9,
+            trusted_proxies: vec!["10.0.0.0/8".to_owned()],
+            token_check_ttl_ms: 9,
+            access_log: false,
+            cors_allowed_origins: vec!["https://shop.example".to_owned()],
+            compress_min_bytes: 9,
+            downstreams: [("users".to_owned(), peer)].into(),
+            signing_key_id: "other-1".to_owned(),
+            signing_key: Secret::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".to_owned()),
+            trusted_keys: [("orders-1".to_owned(), crate::service_auth::TrustedKey::default())].into(),
+        };
+        let values = |config: &ServiceConfig| {
+            let mut values = BTreeMap::new();
+            super::leaf_values("", &Value::serialize(config).unwrap(), &mut values);
+            values
+        };
+        let (before, after, merged) = (values(&old), values(&new), values(&old.with_live(&new)));
+        for key in before.keys().chain(after.keys()) {
+            let live = LIVE_SERVICE_KEYS.contains(&key.as_str()) || key.starts_with("downstreams");
+            let expected = if live { &after } else { &before };
+            assert_eq!(merged.get(key), expected.get(key), "{key} (live: {live})");
+            assert_ne!(before.get(key), after.get(key), "{key} must differ for the test to see it");
+        }
+        for key in LIVE_SERVICE_KEYS {
+            let mut one = old.clone();
+            let mut changed = Figment::from(Serialized::defaults(&one));
+            changed = changed.merge(Serialized::default(key, &after[*key]));
+            one = changed.extract().unwrap();
+            assert!(one.layers_differ(&old), "{key}");
+        }
+        assert!(!old.layers_differ(&old.with_live(&ServiceConfig { port: 1, ..old.clone() })));
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_directives() {
+        for good in ["info", "WARN", "warn,kit=debug", "palisade=trace, kit::reload=debug", "off"] {
+            crate::telemetry::log_filter(good).unwrap();
+        }
+        for bad in ["debgu", "info,kit", "kit=loud", "", " , "] {
+            assert!(crate::telemetry::log_filter(bad).is_err(), "{bad}");
+        }
+        let settings = Settings::from_figment(Figment::new().merge(("log_level", "verbose")));
+        let err = settings.global().unwrap_err().to_string();
+        assert!(err.contains("log_level: \"verbose\" is neither a level"), "{err}");
     }
 
     #[test]

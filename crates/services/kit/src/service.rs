@@ -133,7 +133,7 @@ impl App {
             .with_jobs(self.jobs)
     }
 
-    /// [`serve_on`](Self::serve_on), and the handle a [`Reloader`](crate::reload::Reloader) applies
+    /// [`serve_on`](Self::serve_on), and the handle a [`Reloader`] applies
     /// new settings of `service` through.
     pub fn serve_reloadable(self, service: &Service, listener: tokio::net::TcpListener) -> (Server, Running) {
         let (config, layers) = (self.config.clone(), self.layers.clone());
@@ -206,7 +206,8 @@ impl Service {
         // state at once, and a gauge set before the recorder exists is lost.
         let _ = crate::telemetry::prometheus();
         let (breakers, clients) = (Breakers::default(), Clients::default());
-        let build = self.build(settings, breakers.clone(), clients.clone());
+        // Boxed: the build is large, and every caller's future would carry it.
+        let build = Box::pin(self.build(settings, breakers.clone(), clients.clone()));
         breakers.scope(clients.scope(build)).await
     }
 

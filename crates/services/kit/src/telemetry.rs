@@ -115,12 +115,17 @@ pub fn set_log_filter(directives: &str) -> Result<(), String> {
 /// such as `debgu` as a target and silence everything else.
 pub fn log_filter(directives: &str) -> Result<EnvFilter, String> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    for directive in directives.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    let directives: Vec<&str> = directives.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("no level given (info, warn, …)".to_owned());
+    }
+    for directive in &directives {
         if !directive.contains('=') && !LEVELS.iter().any(|level| level.eq_ignore_ascii_case(directive)) {
             return Err(format!("{directive:?} is neither a level ({}) nor target=level", LEVELS.join(", ")));
         }
     }
-    EnvFilter::builder().parse(directives).map_err(|e| format!("{directives:?}: {e}"))
+    let directives = directives.join(",");
+    EnvFilter::builder().parse(&directives).map_err(|e| format!("{directives:?}: {e}"))
 }
 
 type FilterReload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
