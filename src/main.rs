@@ -8,9 +8,9 @@
 //! shop keygen         print a new service signing key (`signing_key`) and its `public_key`
 //! ```
 //!
-//! Configuration: see `kit::config` (`CONFIG_PATH`, `SHOP__*` variables); logs: `RUST_LOG`,
-//! `LOG_FORMAT=json`; span export: `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`
-//! (`kit::telemetry::otlp`).
+//! Configuration: see `kit::config` (`CONFIG_PATH`, `SHOP__*` variables); SIGHUP or a change of
+//! the file reloads it (`kit::reload`). Logs: `RUST_LOG` or `log_level`, `LOG_FORMAT=json`; span
+//! export: `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` (`kit::telemetry::otlp`).
 
 use std::process::ExitCode;
 
@@ -71,21 +71,21 @@ async fn run(args: &[String]) -> Result<(), kit::BoxError> {
             println!("public_key: {}", pair.public_key());
             Ok(())
         }
-        "all" => service::run(SERVICES, &settings()?).await,
+        "all" => service::run(SERVICES, settings).await,
         "help" | "-h" | "--help" => {
             let names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
             println!("usage: shop [all | {} | migrate | openapi [dir] | keygen]", names.join(" | "));
             Ok(())
         }
         name => match SERVICES.iter().find(|s| s.name == name) {
-            Some(one) => service::run(&[one], &settings()?).await,
+            Some(one) => service::run(&[one], settings).await,
             None => Err(format!("unknown command or service `{name}`; try `shop help`").into()),
         },
     }
 }
 
 /// The settings, refused when they hold a key no service knows (every service's keys count, so one
-/// file serves `shop all` and `shop <service>` alike).
+/// file serves `shop all` and `shop <service>` alike); at start and on each reload.
 fn settings() -> Result<kit::config::Settings, kit::BoxError> {
     let settings = kit::config::Settings::load()?;
     service::check_keys(SERVICES, &settings)?;

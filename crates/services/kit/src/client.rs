@@ -27,6 +27,11 @@
 //!
 //! Nothing of the downstream's body is copied into the answer (it may hold what the caller must not
 //! see); the log line has it.
+//!
+//! **Reload.** A client's stack sits behind an atomic pointer: a reload of `downstreams.<peer>`
+//! ([`crate::reload`]) builds a new one, which the next call uses; a call in flight finishes on the
+//! one it started with. The breaker (and its state) and the retry layer (and its budget) are kept
+//! unless their own settings changed; a new breaker starts closed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +59,11 @@ use crate::BoxError;
 use crate::config::DownstreamConfig;
 use crate::error::ApiError;
 use crate::service_auth::ServiceSigner;
+
+mod live;
+
+pub use self::live::{Clients, Prepared};
+use self::live::{Live, register};
 
 type Body = RetryBody<Full<Bytes>>;
 type Http = ClientStackService<Collect>;
@@ -247,13 +257,11 @@ pub struct Reply {
     pub after_unanswered: bool,
 }
 
-/// A client for one downstream service; cheap to clone (the breaker and budgets are shared).
+/// A client for one downstream service; cheap to clone (the breaker and budgets are shared, and so
+/// is what a reload replaces: see [`Clients`]).
 #[derive(Clone, Debug)]
 pub struct Downstream {
-    peer: String,
-    base: String,
-    http: Http,
-    breaker: CircuitBreakerHandle,
+    live: Arc<Live>,
     credentials: Option<Credentials>,
 }
 
@@ -266,20 +274,40 @@ struct Credentials {
 }
 
 impl Downstream {
-    /// A client for `peer` at `config.url`.
+    /// A client for `peer` at `config.url`; a reload applies `<service>.downstreams.<peer>` to it
+    /// ([`Clients`]).
     pub fn new(peer: &str, config: &DownstreamConfig) -> Result<Self, palisade::InvalidConfig> {
+        Self::build(peer, Some(peer), config)
+    }
+
+    /// A client for `peer` configured by `<service>.downstreams.<key>`, which a reload applies (the
+    /// revocation check calls users under a breaker of its own).
+    pub fn from_setting(
+        peer: &str,
+        key: &str,
+        config: &DownstreamConfig,
+    ) -> Result<Self, palisade::InvalidConfig> {
+        Self::build(peer, Some(key), config)
+    }
+
+    /// A client whose settings do not come from `downstreams` (the outbox's push to its
+    /// subscribers): a reload leaves it alone.
+    pub fn fixed(peer: &str, config: &DownstreamConfig) -> Result<Self, palisade::InvalidConfig> {
+        Self::build(peer, None, config)
+    }
+
+    fn build(
+        peer: &str,
+        key: Option<&str>,
+        config: &DownstreamConfig,
+    ) -> Result<Self, palisade::InvalidConfig> {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let stack = config.client_stack(peer)?;
-        let breaker = stack.breaker();
-        crate::ops::register(&breaker);
-        let http = tower::Layer::layer(&stack, Collect { client, limit: config.max_response_bytes });
-        Ok(Self {
-            peer: peer.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
-            http,
-            breaker,
-            credentials: None,
-        })
+        let live = Live::new(peer, key, client, config)?;
+        crate::ops::register(&live.current.load().breaker.handle());
+        if key.is_some() {
+            register(&live);
+        }
+        Ok(Self { live, credentials: None })
     }
 
     /// This client sends a service token for `audience` with `scopes`, signed by `signer`, on every
@@ -297,12 +325,13 @@ impl Downstream {
 
     /// The downstream's name (metrics label, breaker name, log lines).
     pub fn peer(&self) -> &str {
-        &self.peer
+        &self.live.peer
     }
 
-    /// The handle of this downstream's circuit breaker.
-    pub const fn breaker(&self) -> &CircuitBreakerHandle {
-        &self.breaker
+    /// The handle of this downstream's circuit breaker (a reload that changes `breaker_*` replaces
+    /// the breaker: ask again after one).
+    pub fn breaker(&self) -> CircuitBreakerHandle {
+        self.live.current.load().breaker.handle()
     }
 
     /// `GET base+path`, decoding a 2xx JSON body.
@@ -349,7 +378,9 @@ impl Downstream {
         headers: &[(&str, &str)],
         trace: Option<TraceContext>,
     ) -> Result<Reply, ClientError> {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        // The settings of this call: a reload meanwhile applies to the next one.
+        let stack = self.live.current.load_full();
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", stack.base));
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -370,7 +401,7 @@ impl Downstream {
         let unanswered = Unanswered::default();
         req.extensions_mut().insert(unanswered.clone());
         let after_unanswered = || unanswered.0.load(Ordering::Relaxed);
-        let res = self.http.clone().oneshot(req).await.map_err(|e| {
+        let res = stack.http.clone().oneshot(req).await.map_err(|e| {
             let err = ClientError::Call(e);
             if after_unanswered() { ClientError::AfterUnanswered(Box::new(err)) } else { err }
         })?;
@@ -383,7 +414,7 @@ impl Downstream {
     /// This service's answer for a failed call to this downstream: the one mapping in the
     /// [module docs](self). Logs what went wrong (with the request's `trace_id`).
     pub fn api_error(&self, err: &ClientError) -> ApiError {
-        let peer = &self.peer;
+        let peer = self.peer();
         tracing::warn!(downstream = %peer, error = %err, body = ?body_of(err), "downstream call failed");
         if let Some(retry_after) = err.circuit_open() {
             return ApiError::unavailable(

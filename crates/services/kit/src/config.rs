@@ -8,6 +8,7 @@
 //! | `profile` | `SHOP__PROFILE` | `production`; `development` allows weak secrets on any address |
 //! | `jwt_secret` | `SHOP__JWT_SECRET` | a development secret (only on loopback or in the development profile) |
 //! | `jwt_ttl_secs` | `SHOP__JWT_TTL_SECS` | `3600` (60 to 86400) |
+//! | `log_level` | `SHOP__LOG_LEVEL` | `info`: a level or `target=level` directives (`warn,kit=debug`); `RUST_LOG` wins at start, a reload applies a changed one |
 //! | `<service>.host` | `SHOP__CATALOG__HOST` | `127.0.0.1` |
 //! | `<service>.port` | `SHOP__CATALOG__PORT` | the service's port (catalog 8082) |
 //! | `<service>.database_url` | `SHOP__CATALOG__DATABASE_URL` | `sqlite://data/<service>.db?mode=rwc` |
@@ -38,9 +39,15 @@
 //!
 //! A service's own extra settings live under its key too and are read with [`Settings::extract`].
 //!
-//! **Outside these settings**, read from the environment once at start: `RUST_LOG`, `LOG_FORMAT` and
-//! span export over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`; see
-//! [`crate::telemetry::otlp`]), which are the process's, not a service's.
+//! **Outside these settings**, read from the environment once at start: `RUST_LOG` (which wins over
+//! `log_level` at start), `LOG_FORMAT` and span export over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+//! `OTEL_SERVICE_NAME`; see [`crate::telemetry::otlp`]), which are the process's, not a service's.
+//!
+//! **Reloaded live** ([`crate::reload`], on SIGHUP or a change of the file): `log_level`, and per
+//! service the keys of [`LIVE_SERVICE_KEYS`] (the server's layers: `request_timeout_ms`,
+//! `max_in_flight`, `access_log`, `compress_min_bytes`, `cors_allowed_origins`, `trusted_proxies`)
+//! and every setting of a `downstreams.<peer>` the service calls. Any other key that changes is
+//! named in a WARN and applies at the next restart.
 //!
 //! **Checked at start.** A key no service knows (`SHOP__USERS__ADMIN_PASWORD`) stops the binary with
 //! the key and the nearest known one ([`unknown_keys`]); values out of range stop it too
@@ -94,12 +101,26 @@ impl fmt::Debug for Settings {
 impl Settings {
     /// `CONFIG_PATH` (when set; the file must exist), then `SHOP__*` environment variables.
     pub fn load() -> Result<Self, BoxError> {
+        Self::load_from(config_path().as_deref())
+    }
+
+    /// The YAML file at `path` (when given; it must exist and parse), then `SHOP__*` environment
+    /// variables.
+    pub fn load_from(path: Option<&std::path::Path>) -> Result<Self, BoxError> {
         let mut figment = Figment::new();
-        if let Some(path) = std::env::var_os("CONFIG_PATH") {
-            if !std::path::Path::new(&path).is_file() {
-                return Err(format!("CONFIG_PATH {} is not a file", path.to_string_lossy()).into());
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(format!("CONFIG_PATH {} is not a file", path.display()).into());
             }
-            figment = figment.merge(Yaml::file(path));
+            // Read once: these settings are a snapshot (a reload compares the file's old and new
+            // values), and a file that does not parse is named here.
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("CONFIG_PATH {}: {e}", path.display()))?;
+            let file = FileSnapshot { path: path.to_owned(), yaml: Yaml::string(&text) };
+            Figment::from(&file)
+                .extract::<Dict>()
+                .map_err(|e| format!("CONFIG_PATH {}: {e}", path.display()))?;
+            figment = figment.merge(file);
         }
         Ok(Self { figment: figment.merge(Env::prefixed("SHOP__").split("__")) })
     }
@@ -153,11 +174,35 @@ impl Settings {
         keys
     }
 
+    /// Every value a source sets, by dotted key (lists are one value); what a reload compares.
+    pub fn values(&self) -> Result<BTreeMap<String, Value>, BoxError> {
+        let dict: Dict = self.figment.extract()?;
+        let mut values = BTreeMap::new();
+        leaf_values("", &Value::from(dict), &mut values);
+        Ok(values)
+    }
+
     /// A section of the settings (`"catalog.cache"`), its defaults from `T::default()`.
     pub fn extract<T: DeserializeOwned + Serialize + Default>(&self, key: &str) -> Result<T, BoxError> {
         let value =
             Figment::from(Serialized::defaults(T::default())).merge(self.figment.focus(key)).extract()?;
         Ok(value)
+    }
+}
+
+/// A YAML file as it was read once, named after its path in errors.
+struct FileSnapshot {
+    path: std::path::PathBuf,
+    yaml: figment::providers::Data<Yaml>,
+}
+
+impl figment::Provider for FileSnapshot {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::from("YAML file", self.path.as_path())
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, Dict>, figment::Error> {
+        self.yaml.data()
     }
 }
 
@@ -173,6 +218,27 @@ fn leaf_keys(prefix: &str, value: &Value, out: &mut Vec<String>) {
         _ if !prefix.is_empty() => out.push(prefix.to_owned()),
         _ => {}
     }
+}
+
+/// The leaf values under `value` by dotted key, like [`leaf_keys`].
+fn leaf_values(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Dict(_, dict) if !dict.is_empty() => {
+            for (key, value) in dict {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                leaf_values(&path, value, out);
+            }
+        }
+        _ if !prefix.is_empty() => {
+            out.insert(prefix.to_owned(), value.clone());
+        }
+        _ => {}
+    }
+}
+
+/// `CONFIG_PATH`, when set.
+pub fn config_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("CONFIG_PATH").map(std::path::PathBuf::from)
 }
 
 /// The keys `value` serializes to, dotted, under `prefix` (`""` for none): what a settings section
@@ -236,6 +302,9 @@ pub struct GlobalConfig {
     pub jwt_secret: Secret<String>,
     /// Lifetime of an issued token, in seconds.
     pub jwt_ttl_secs: u64,
+    /// The log filter when `RUST_LOG` is not set: a level (`info`) or `target=level` directives
+    /// (`warn,kit=debug`); applied again when a reload changes it ([`crate::reload`]).
+    pub log_level: String,
 }
 
 impl Default for GlobalConfig {
@@ -244,12 +313,14 @@ impl Default for GlobalConfig {
             profile: Profile::Production,
             jwt_secret: Secret::new(DEV_JWT_SECRET.to_owned()),
             jwt_ttl_secs: 3600,
+            log_level: "info".to_owned(),
         }
     }
 }
 
 impl GlobalConfig {
-    /// Checks the ranges: `jwt_ttl_secs` in [`JWT_TTL_SECS`], a non-empty secret.
+    /// Checks the ranges: `jwt_ttl_secs` in [`JWT_TTL_SECS`], a non-empty secret, a `log_level`
+    /// that parses.
     pub fn validate(&self) -> Result<(), BoxError> {
         let mut problems = Vec::new();
         if !JWT_TTL_SECS.contains(&self.jwt_ttl_secs) {
@@ -262,6 +333,9 @@ impl GlobalConfig {
         }
         if self.jwt_secret.expose().is_empty() {
             problems.push("jwt_secret must not be empty".to_owned());
+        }
+        if let Err(problem) = crate::telemetry::log_filter(&self.log_level) {
+            problems.push(format!("log_level: {problem}"));
         }
         invalid(&problems)
     }
@@ -312,6 +386,21 @@ fn invalid(problems: &[String]) -> Result<(), BoxError> {
         Err(format!("invalid configuration: {}", problems.join("; ")).into())
     }
 }
+
+/// The keys of a service (relative to it) that a reload applies while it runs: the server's
+/// layers. Each downstream's settings (`downstreams.<peer>.*`) are live too, for the peers the
+/// service calls; every other key needs a restart ([`crate::reload`]).
+pub const LIVE_SERVICE_KEYS: &[&str] = &[
+    "request_timeout_ms",
+    "max_in_flight",
+    "access_log",
+    "compress_min_bytes",
+    "cors_allowed_origins",
+    "trusted_proxies",
+];
+
+/// The settings shared by every service that a reload applies while the process runs.
+pub const LIVE_GLOBAL_KEYS: &[&str] = &["log_level"];
 
 /// One service's settings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -468,6 +557,30 @@ impl ServiceConfig {
         }
     }
 
+    /// These settings with the [live ones](LIVE_SERVICE_KEYS) and the downstreams taken from
+    /// `new`: what a reload runs with (the rest waits for a restart).
+    #[must_use]
+    pub fn with_live(&self, new: &Self) -> Self {
+        Self {
+            request_timeout_ms: new.request_timeout_ms,
+            max_in_flight: new.max_in_flight,
+            access_log: new.access_log,
+            compress_min_bytes: new.compress_min_bytes,
+            cors_allowed_origins: new.cors_allowed_origins.clone(),
+            trusted_proxies: new.trusted_proxies.clone(),
+            downstreams: new.downstreams.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the server's layers differ between `self` and `other` (a reload rebuilds them).
+    pub fn layers_differ(&self, other: &Self) -> bool {
+        (self.request_timeout_ms, self.max_in_flight, self.access_log, self.compress_min_bytes)
+            != (other.request_timeout_ms, other.max_in_flight, other.access_log, other.compress_min_bytes)
+            || self.cors_allowed_origins != other.cors_allowed_origins
+            || self.trusted_proxies != other.trusted_proxies
+    }
+
     /// Checks that limits are positive and every downstream makes a valid client (URL, timeouts,
     /// retry and breaker settings); `service` names the keys in the error.
     pub fn validate(&self, service: &str) -> Result<(), BoxError> {
@@ -529,7 +642,7 @@ impl ServiceConfig {
 }
 
 /// How a service calls one downstream: maps to [`palisade::stack::ClientStack`].
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct DownstreamConfig {
     /// Base URL (`http://127.0.0.1:8082`).
@@ -584,26 +697,26 @@ impl DownstreamConfig {
         if self.max_response_bytes == 0 {
             return Err("max_response_bytes must be at least 1".to_owned());
         }
-        self.client_stack(peer).map(drop).map_err(|e| e.to_string())
+        // A throwaway stack, built under a no-op recorder: a new breaker sets its state gauge, and
+        // a reload validates while the real breaker of this name runs.
+        metrics::with_local_recorder(&metrics::NoopRecorder, || self.client_stack(peer))
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// The client stack for calls to `peer` with these settings.
     pub fn client_stack(&self, peer: &str) -> Result<ClientStack, InvalidConfig> {
-        let retry = RetryLayer::builder()
-            .name(peer.to_owned())
-            .max_attempts(self.retry_max_attempts)
-            .backoff(
-                Backoff::exponential(Duration::from_millis(self.retry_base_delay_ms))
-                    .cap(Duration::from_millis(self.retry_max_delay_ms)),
-            )
-            .build()?;
-        let breaker = CircuitBreakerLayer::builder()
-            .name(peer.to_owned())
-            .failure_rate_threshold(self.breaker_failure_rate)
-            .count_window(self.breaker_window_calls)
-            .minimum_calls(self.breaker_minimum_calls)
-            .open_interval(Duration::from_millis(self.breaker_open_ms))
-            .build()?;
+        self.client_stack_with(peer, self.retry_layer(peer)?, self.breaker_layer(peer)?)
+    }
+
+    /// The client stack for calls to `peer` with these timeouts around `retry` and `breaker`
+    /// (kept from an earlier stack by a reload that did not change them: their state lives on).
+    pub fn client_stack_with(
+        &self,
+        peer: &str,
+        retry: RetryLayer,
+        breaker: CircuitBreakerLayer,
+    ) -> Result<ClientStack, InvalidConfig> {
         ClientStack::builder(peer.to_owned())
             .total_budget(Duration::from_millis(self.total_budget_ms))
             .attempt_timeout(Duration::from_millis(self.attempt_timeout_ms))
@@ -611,14 +724,56 @@ impl DownstreamConfig {
             .breaker(breaker)
             .build()
     }
+
+    /// The retry layer for `peer` (`retry_*`); a new one has a full retry budget.
+    pub fn retry_layer(&self, peer: &str) -> Result<RetryLayer, InvalidConfig> {
+        RetryLayer::builder()
+            .name(peer.to_owned())
+            .max_attempts(self.retry_max_attempts)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(self.retry_base_delay_ms))
+                    .cap(Duration::from_millis(self.retry_max_delay_ms)),
+            )
+            .build()
+    }
+
+    /// The circuit breaker for `peer` (`breaker_*`); a new one starts closed.
+    pub fn breaker_layer(&self, peer: &str) -> Result<CircuitBreakerLayer, InvalidConfig> {
+        CircuitBreakerLayer::builder()
+            .name(peer.to_owned())
+            .failure_rate_threshold(self.breaker_failure_rate)
+            .count_window(self.breaker_window_calls)
+            .minimum_calls(self.breaker_minimum_calls)
+            .open_interval(Duration::from_millis(self.breaker_open_ms))
+            .build()
+    }
+
+    /// Whether `other` has the same retry settings (a reload keeps the retry layer and its budget).
+    pub fn same_retry(&self, other: &Self) -> bool {
+        (self.retry_max_attempts, self.retry_base_delay_ms, self.retry_max_delay_ms)
+            == (other.retry_max_attempts, other.retry_base_delay_ms, other.retry_max_delay_ms)
+    }
+
+    /// Whether `other` has the same breaker settings (a reload keeps the breaker and its state).
+    pub fn same_breaker(&self, other: &Self) -> bool {
+        self.breaker_failure_rate.to_bits() == other.breaker_failure_rate.to_bits()
+            && (self.breaker_window_calls, self.breaker_minimum_calls, self.breaker_open_ms)
+                == (other.breaker_window_calls, other.breaker_minimum_calls, other.breaker_open_ms)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use figment::Figment;
 
+    use std::collections::BTreeMap;
+
+    use figment::providers::Serialized;
+    use figment::value::Value;
+
     use super::{
-        DEV_JWT_SECRET, GlobalConfig, Profile, Secret, Settings, is_loopback, keys_of, unknown_keys,
+        DEV_JWT_SECRET, DownstreamConfig, GlobalConfig, LIVE_SERVICE_KEYS, Profile, Secret, ServiceConfig,
+        Settings, is_loopback, keys_of, unknown_keys,
     };
 
     #[test]
@@ -695,7 +850,85 @@ mod tests {
                 ("users.downstreams.catalog.retry_attempts".to_owned(), None),
             ]
         );
-        assert_eq!(keys_of("", &GlobalConfig::default()), ["jwt_secret", "jwt_ttl_secs", "profile"]);
+        assert_eq!(
+            keys_of("", &GlobalConfig::default()),
+            ["jwt_secret", "jwt_ttl_secs", "log_level", "profile"]
+        );
+    }
+
+    /// `with_live` takes from the new settings exactly the keys [`LIVE_SERVICE_KEYS`] lists and the
+    /// downstreams, and keeps every other one; `layers_differ` sees each server key.
+    #[test]
+    fn a_reload_takes_exactly_the_live_keys() {
+        let old = ServiceConfig::defaults("catalog", 8082);
+        let peer = DownstreamConfig { url: "http://127.0.0.1:1".to_owned(), ..DownstreamConfig::default() };
+        // Every field differs from `old` (a new field fails to compile here until it is decided).
+        let new = ServiceConfig {
+            host: "0.0.0.0".to_owned(),
+            port: 9000,
+            database_url: Secret::new("postgres://db/catalog".to_owned()),
+            db_max_connections: 9,
+            db_lock_timeout_ms: 9,
+            db_statement_timeout_ms: 9,
+            db_idle_in_transaction_timeout_ms: 9,
+            db_retry_attempts: 9,
+            db_create: true,
+            db_synchronous: crate::db::Durability::Full,
+            migrate_at_start: Some(true),
+            request_timeout_ms: 9,
+            max_in_flight: 9,
+            body_limit_bytes: 9,
+            readiness_timeout_ms: 9,
+            drain_delay_ms: 9,
+            shutdown_grace_ms: 9,
+            header_read_timeout_ms: 9,
+            max_connections: 9,
+            http2_keep_alive_interval_ms: 9,
+            http2_keep_alive_timeout_ms: 9,
+            http2_max_concurrent_streams: 9,
+            trusted_proxies: vec!["10.0.0.0/8".to_owned()],
+            token_check_ttl_ms: 9,
+            access_log: false,
+            cors_allowed_origins: vec!["https://shop.example".to_owned()],
+            compress_min_bytes: 9,
+            downstreams: [("users".to_owned(), peer)].into(),
+            signing_key_id: "other-1".to_owned(),
+            signing_key: Secret::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".to_owned()),
+            trusted_keys: [("orders-1".to_owned(), crate::service_auth::TrustedKey::default())].into(),
+        };
+        let values = |config: &ServiceConfig| {
+            let mut values = BTreeMap::new();
+            super::leaf_values("", &Value::serialize(config).unwrap(), &mut values);
+            values
+        };
+        let (before, after, merged) = (values(&old), values(&new), values(&old.with_live(&new)));
+        for key in before.keys().chain(after.keys()) {
+            let live = LIVE_SERVICE_KEYS.contains(&key.as_str()) || key.starts_with("downstreams");
+            let expected = if live { &after } else { &before };
+            assert_eq!(merged.get(key), expected.get(key), "{key} (live: {live})");
+            assert_ne!(before.get(key), after.get(key), "{key} must differ for the test to see it");
+        }
+        for key in LIVE_SERVICE_KEYS {
+            let mut one = old.clone();
+            let mut changed = Figment::from(Serialized::defaults(&one));
+            changed = changed.merge(Serialized::default(key, &after[*key]));
+            one = changed.extract().unwrap();
+            assert!(one.layers_differ(&old), "{key}");
+        }
+        assert!(!old.layers_differ(&old.with_live(&ServiceConfig { port: 1, ..old.clone() })));
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_directives() {
+        for good in ["info", "WARN", "warn,kit=debug", "palisade=trace, kit::reload=debug", "off"] {
+            crate::telemetry::log_filter(good).unwrap();
+        }
+        for bad in ["debgu", "info,kit", "kit=loud", "", " , "] {
+            assert!(crate::telemetry::log_filter(bad).is_err(), "{bad}");
+        }
+        let settings = Settings::from_figment(Figment::new().merge(("log_level", "verbose")));
+        let err = settings.global().unwrap_err().to_string();
+        assert!(err.contains("log_level: \"verbose\" is neither a level"), "{err}");
     }
 
     #[test]

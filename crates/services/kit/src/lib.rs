@@ -17,6 +17,7 @@
 //! | [`jobs`] | background work every interval, stopped with the service |
 //! | [`telemetry`] | logging setup, the process-wide Prometheus recorder, span export over OTLP |
 //! | [`server`] | the layered app, bind-first server, graceful shutdown |
+//! | [`reload`] | settings reloaded on SIGHUP or a change of the file, applied to new requests |
 //! | [`service_auth`] | service-to-service tokens: Ed25519 per service, audience, scopes |
 //! | [`service`] | the [`Service`](service::Service) a service crate exports for the `shop` binary |
 //! | [`client`] | JSON client for a downstream behind the palisade client stack |
@@ -45,6 +46,7 @@ pub mod ops;
 pub mod outbox;
 pub mod paging;
 pub mod rate_limit;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -79,6 +79,16 @@ impl Breakers {
         }
     }
 
+    /// Puts `handle` in the place of the breaker of the same name (a reload replaced it), or adds
+    /// it.
+    pub fn replace(&self, handle: CircuitBreakerHandle) {
+        let mut list = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match list.iter_mut().find(|known| known.name() == handle.name()) {
+            Some(known) => *known = handle,
+            None => list.push(handle),
+        }
+    }
+
     /// The handles, in the order added.
     pub fn handles(&self) -> Vec<CircuitBreakerHandle> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()

@@ -292,7 +292,7 @@ impl HttpPush {
                     retry_max_attempts: 1,
                     ..DownstreamConfig::default()
                 };
-                let mut downstream = Downstream::new(&format!("events-{name}"), &client)?;
+                let mut downstream = Downstream::fixed(&format!("events-{name}"), &client)?;
                 if let Some(signer) = signer {
                     downstream = downstream.authenticated(signer.clone(), name, &[DELIVER_SCOPE]);
                 }

@@ -49,6 +49,7 @@ use crate::error::{ProblemContextLayer, not_found};
 use crate::health::Health;
 use crate::jobs::Job;
 use crate::ops::Ops;
+use crate::reload::Swap;
 use crate::telemetry;
 
 /// The full application of service `name`: `api` (its `/v1` routes, state applied) plus the
@@ -251,7 +252,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    app: Router,
+    app: Swap<Router>,
     health: Health,
     limits: Limits,
     jobs: Vec<Job>,
@@ -261,12 +262,18 @@ impl Server {
     /// Binds `addr` (port 0: any free port).
     pub async fn bind(addr: &str, app: Router, health: Health, limits: Limits) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, app, health, limits, jobs: Vec::new() })
+        Ok(Self::new(listener, app, health, limits))
     }
 
     /// Serves on `listener`, already bound.
     pub fn new(listener: TcpListener, app: Router, health: Health, limits: Limits) -> Self {
-        Self { listener, app, health, limits, jobs: Vec::new() }
+        Self { listener, app: Swap::new(app), health, limits, jobs: Vec::new() }
+    }
+
+    /// The router it serves: [`Swap::store`] a new one and each request from then on goes to it
+    /// (on open connections too), while requests in flight finish on the one they started on.
+    pub const fn app(&self) -> &Swap<Router> {
+        &self.app
     }
 
     /// Keeps `jobs` running for as long as the server runs.
@@ -336,7 +343,7 @@ impl Server {
             let service = service_fn(move |req: http::Request<Incoming>| {
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
+                router.current().oneshot(req)
             });
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();

@@ -26,6 +26,7 @@ use utoipa::openapi::OpenApi;
 
 use crate::BoxError;
 use crate::auth::{JwtKeys, TOKEN_ISSUER, TokenChecker};
+use crate::client::Clients;
 use crate::config::{self, DownstreamConfig, GlobalConfig, ServiceConfig, Settings};
 use crate::db::{Db, Migrations};
 use crate::health::Health;
@@ -33,6 +34,7 @@ use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::jobs::Job;
 use crate::ops::{Breakers, Ops};
 use crate::outbox::{self, HttpPush, Outbox, OutboxConfig, SubscriberConfig};
+use crate::reload::{Reloader, Running, Triggers};
 use crate::server::{self, Server, Shutdown};
 use crate::service_auth::{KeyPair, ServiceSigner, TrustedKey};
 use crate::token_check::UsersTokenCheck;
@@ -120,6 +122,8 @@ pub struct App {
     /// The kit's background jobs (the outbox relay, the pool metrics sampler): they stop when this
     /// app's server stops.
     pub jobs: Vec<Job>,
+    /// What builds `router` again with new settings, and the service's reloadable clients.
+    pub layers: Layers,
 }
 
 impl App {
@@ -127,6 +131,15 @@ impl App {
     pub fn serve_on(self, listener: tokio::net::TcpListener) -> Server {
         Server::new(listener, self.router, self.health, server::Limits::from_config(&self.config))
             .with_jobs(self.jobs)
+    }
+
+    /// [`serve_on`](Self::serve_on), and the handle a [`Reloader`] applies
+    /// new settings of `service` through.
+    pub fn serve_reloadable(self, service: &Service, listener: tokio::net::TcpListener) -> (Server, Running) {
+        let (config, layers) = (self.config.clone(), self.layers.clone());
+        let server = self.serve_on(listener);
+        let running = Running::new(service, config, layers, server.app().clone());
+        (server, running)
     }
 
     /// Binds the configured host and port.
@@ -192,11 +205,18 @@ impl Service {
         // The recorder first: what is built below (each downstream's breaker) records its initial
         // state at once, and a gauge set before the recorder exists is lost.
         let _ = crate::telemetry::prometheus();
-        let breakers = Breakers::default();
-        breakers.clone().scope(self.build(settings, breakers)).await
+        let (breakers, clients) = (Breakers::default(), Clients::default());
+        // Boxed: the build is large, and every caller's future would carry it.
+        let build = Box::pin(self.build(settings, breakers.clone(), clients.clone()));
+        breakers.scope(clients.scope(build)).await
     }
 
-    async fn build(&self, settings: &Settings, breakers: Breakers) -> Result<App, BoxError> {
+    async fn build(
+        &self,
+        settings: &Settings,
+        breakers: Breakers,
+        clients: Clients,
+    ) -> Result<App, BoxError> {
         let (config, db) = self.connect(settings, false).await?;
         let global = settings.global()?;
         global.check_jwt_secret(self.name, &config.host)?;
@@ -217,19 +237,20 @@ impl Service {
         let ops = Ops::new(self.name).with_outbox(outbox.clone());
         let api = (self.routes)(context).await?.merge(outbox::admin::router(outbox));
         let checker = self.token_checker(&config)?;
-        let ops = ops.with_breakers(breakers);
-        let router = server::app_with_ops(
-            self.name,
+        let layers = Layers {
+            name: self.name,
             api,
-            self.document(),
-            &health,
-            &config,
-            keys.clone(),
+            openapi: self.document(),
+            health: health.clone(),
+            keys: keys.clone(),
             checker,
-            ops,
-        )?;
+            ops: ops.with_breakers(breakers.clone()),
+            breakers,
+            clients,
+        };
+        let router = layers.router(&config)?;
         let pool_metrics = crate::db::pool_metrics::spawn_sampler(self.name, health.db());
-        Ok(App { router, health, config, keys, jobs: vec![relay, pool_metrics] })
+        Ok(App { router, health, config, keys, jobs: vec![relay, pool_metrics], layers })
     }
 
     /// The service's OpenAPI document, with the routes the kit adds to every service.
@@ -286,6 +307,58 @@ impl Service {
     }
 }
 
+/// What a service's router is made of besides its settings: [`Layers::router`] puts the layers
+/// around the same routes again (a reload: no database opened, no migration run, no route state
+/// built). Cheap to clone.
+#[derive(Clone)]
+pub struct Layers {
+    name: &'static str,
+    api: Router,
+    openapi: OpenApi,
+    health: Health,
+    keys: JwtKeys,
+    checker: Option<TokenChecker>,
+    ops: Ops,
+    breakers: Breakers,
+    clients: Clients,
+}
+
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layers")
+            .field("name", &self.name)
+            .field("ops", &self.ops)
+            .field("clients", &self.clients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Layers {
+    /// The service's router: its routes behind the layers `config` sets ([`server::app_with_ops`]).
+    pub fn router(&self, config: &ServiceConfig) -> Result<Router, palisade::InvalidConfig> {
+        server::app_with_ops(
+            self.name,
+            self.api.clone(),
+            self.openapi.clone(),
+            &self.health,
+            config,
+            self.keys.clone(),
+            self.checker.clone(),
+            self.ops.clone(),
+        )
+    }
+
+    /// The service's client-side breakers, as its `/ops` page lists them.
+    pub const fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// The service's reloadable downstream clients.
+    pub const fn clients(&self) -> &Clients {
+        &self.clients
+    }
+}
+
 /// Refuses settings with a key that neither the kit nor any of `services` knows (a typo such as
 /// `SHOP__USERS__ADMIN_PASWORD` would otherwise keep the default silently), naming each one and the
 /// nearest known key.
@@ -316,13 +389,26 @@ pub fn check_keys(services: &[&Service], settings: &Settings) -> Result<(), BoxE
 /// unless `<service>.events.subscribers.notifications` is configured.
 pub const EVENT_CONSUMER: &str = "notifications";
 
-/// Starts every service, prints its URLs, and serves until Ctrl-C/SIGTERM.
+/// Starts every service with the settings `load` returns, prints its URLs, and serves until
+/// Ctrl-C/SIGTERM; on SIGHUP or a change of the file at `CONFIG_PATH`, calls `load` again and
+/// applies what can change live ([`crate::reload`]).
 ///
 /// Every listener is bound first, so each service's settings can name the others' real addresses:
 /// a caller's `downstreams.<callee>.url` (users for token checks, and each [`Service::calls`]) and
 /// the producers' `events.subscribers.notifications`, each unless configured.
-pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxError> {
+pub async fn run<L>(services: &[&'static Service], load: L) -> Result<(), BoxError>
+where
+    L: Fn() -> Result<Settings, BoxError> + Send + Sync + 'static,
+{
     let shutdown = Shutdown::on_signal();
+    // Before anything slow: from here on, SIGHUP reloads instead of ending the process.
+    let triggers = Triggers::new(config::config_path());
+    let settings = load()?;
+    if std::env::var_os("RUST_LOG").is_none()
+        && let Err(problem) = crate::telemetry::set_log_filter(&settings.global()?.log_level)
+    {
+        tracing::debug!(%problem, "log_level not applied");
+    }
     let mut listeners = Vec::with_capacity(services.len());
     for service in services {
         let config = settings.service(service.name, service.default_port)?;
@@ -340,16 +426,21 @@ pub async fn run(services: &[&Service], settings: &Settings) -> Result<(), BoxEr
         }
         addresses.push((service.name, format!("http://{addr}")));
     }
-    let settings = wire_addresses(services, settings, &addresses);
-    let settings = wire_service_keys(services, &settings)?;
+    let callers = services.to_vec();
+    // A reload wires the addresses the same way; the keys it leaves alone (they need a restart).
+    let wire = move |settings: &Settings| wire_addresses(&callers, settings, &addresses);
+    let wired = wire_service_keys(services, &wire(&settings))?;
+    let reloader = Reloader::new(&settings, load)?.with_wiring(wire);
     let mut running = tokio::task::JoinSet::new();
     for (service, listener) in services.iter().zip(listeners) {
-        let server = service.app(&settings).await?.serve_on(listener);
+        let (server, reloadable) = service.app(&wired).await?.serve_reloadable(service, listener);
+        reloader.add(reloadable);
         let base = format!("http://{}", server.local_addr());
         println!("{:<10} API {base}/v1  Swagger UI {base}/docs  metrics {base}/metrics", service.name);
         tracing::info!(service = service.name, address = %server.local_addr(), "listening");
         running.spawn(server.run(shutdown.clone()));
     }
+    let _watching = reloader.spawn(triggers, shutdown);
     while let Some(result) = running.join_next().await {
         result??;
     }

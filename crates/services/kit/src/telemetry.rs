@@ -13,6 +13,9 @@
 //! [`prometheus`] installs the `metrics` recorder once per process (`shop all` runs every service in
 //! one process and they share it), with [`palisade::metrics::DURATION_BUCKETS`] for the duration
 //! histograms and [`pool_metrics::WAIT_BUCKETS`] for the database pool's waits.
+//!
+//! The filter sits behind a reload handle: [`set_log_filter`] replaces it with the `log_level`
+//! setting at start when `RUST_LOG` is not set, and whenever a reload changes it ([`crate::reload`]).
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -71,22 +74,68 @@ fn install(otlp: Option<&otlp::Otlp>) {
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     if json {
-        try_init(builder.event_format(JsonLines).finish(), otlp);
+        let builder = builder.event_format(JsonLines).with_filter_reloading();
+        let handle = builder.reload_handle();
+        if try_init(builder.finish(), otlp) {
+            keep_reload_handle(handle);
+        }
     } else {
-        try_init(builder.fmt_fields(TraceIdFields::new()).finish(), otlp);
+        let builder = builder.fmt_fields(TraceIdFields::new()).with_filter_reloading();
+        let handle = builder.reload_handle();
+        if try_init(builder.finish(), otlp) {
+            keep_reload_handle(handle);
+        }
     }
 }
 
-/// Sets `subscriber` (with the exporter's layer, if any) as the global default, unless one is set.
-fn try_init<S>(subscriber: S, otlp: Option<&otlp::Otlp>)
+/// Sets `subscriber` (with the exporter's layer, if any) as the global default, unless one is set;
+/// whether it did.
+fn try_init<S>(subscriber: S, otlp: Option<&otlp::Otlp>) -> bool
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync + 'static,
 {
     // Without an exporter the subscriber is exactly what it was: no extra layer to call per event.
-    let _already_set = match otlp {
-        Some(otlp) => subscriber.with(otlp.layer()).try_init(),
-        None => subscriber.try_init(),
-    };
+    match otlp {
+        Some(otlp) => subscriber.with(otlp.layer()).try_init().is_ok(),
+        None => subscriber.try_init().is_ok(),
+    }
+}
+
+/// Replaces the log filter of the subscriber [`init`] or [`init_exporting`] installed (a reload of
+/// `log_level`). Fails when `directives` do not parse ([`log_filter`]) or no such subscriber is
+/// installed.
+pub fn set_log_filter(directives: &str) -> Result<(), String> {
+    let filter = log_filter(directives)?;
+    let reload = FILTER_RELOAD.get().ok_or("no reloadable log subscriber is installed")?;
+    reload(filter)
+}
+
+/// The filter for `directives`: comma-separated levels (`info`) or `target=level` pairs
+/// (`warn,kit=debug`). A bare word that is not a level is refused: `EnvFilter` would read a typo
+/// such as `debgu` as a target and silence everything else.
+pub fn log_filter(directives: &str) -> Result<EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let directives: Vec<&str> = directives.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("no level given (info, warn, …)".to_owned());
+    }
+    for directive in &directives {
+        if !directive.contains('=') && !LEVELS.iter().any(|level| level.eq_ignore_ascii_case(directive)) {
+            return Err(format!("{directive:?} is neither a level ({}) nor target=level", LEVELS.join(", ")));
+        }
+    }
+    let directives = directives.join(",");
+    EnvFilter::builder().parse(&directives).map_err(|e| format!("{directives:?}: {e}"))
+}
+
+type FilterReload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// How to swap the installed subscriber's filter (one subscriber type per output format).
+static FILTER_RELOAD: OnceLock<FilterReload> = OnceLock::new();
+
+fn keep_reload_handle<S: 'static>(handle: tracing_subscriber::reload::Handle<EnvFilter, S>) {
+    let reload: FilterReload = Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()));
+    let _installed_once = FILTER_RELOAD.set(reload);
 }
 
 /// How often the recorder folds recorded histogram samples into its buckets.

@@ -44,7 +44,7 @@ impl UsersTokenCheck {
     pub fn new(config: &DownstreamConfig, ttl: Duration) -> Result<Self, palisade::InvalidConfig> {
         let cache = LruCache::new(NonZeroUsize::new(CACHED_TOKENS).unwrap_or(NonZeroUsize::MIN));
         Ok(Self {
-            users: Downstream::new(crate::ops::LOCKOUT_BREAKER, config)?,
+            users: Downstream::from_setting(crate::ops::LOCKOUT_BREAKER, crate::auth::TOKEN_ISSUER, config)?,
             ttl,
             cache: Mutex::new(cache),
         })
