@@ -926,7 +926,9 @@ async fn a_row_locked_from_outside_is_503_without_starving_the_pool() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
         assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
         assert_eq!(headers[header::RETRY_AFTER], "1", "{path}");
-        assert!(took >= lock_timeout && took < lock_timeout * 3, "{path} took {took:?}");
+        // Bounded by the retry budget (= the lock timeout) plus the last attempt's wait; the slack
+        // is for a debug build sharing two cores with the rest of the suite (1.52 s seen at 3×).
+        assert!(took >= lock_timeout && took < lock_timeout * 5, "{path} took {took:?}");
     }
 
     holder.rollback().await.unwrap();
