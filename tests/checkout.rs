@@ -9,18 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::Shop;
 
-fn order(shop: &Shop, token: &str, key: &str, lines: &Value) -> support::Reply {
-    shop.call(
-        "orders",
-        "POST",
-        "/v1/orders",
-        Some(token),
-        &[("idempotency-key", key)],
-        Some(&json!({ "lines": lines })),
-    )
-    .unwrap()
-}
-
 /// Changes some of payments' provider settings (`PUT` replaces them all: read, change, write).
 fn provider(shop: &Shop, admin: &str, changes: &Value) {
     let (status, mut settings) = shop.get("payments", "/ops/provider", Some(admin)).unwrap();
@@ -105,20 +93,20 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
     }
 
     // 5. The same key again: the same answer, no second order or charge.
-    let again = order(&shop, &token, "k-1", &lines);
+    let again = shop.order(&token, "k-1", &lines);
     assert_eq!(again.status, 201);
     assert_eq!(again.body, placed.body);
     assert_eq!(payments_of(&shop, &admin, &order_id).len(), 1);
     // ... and 20 at once with a fresh key.
     let answers: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..20).map(|_| scope.spawn(|| order(&shop, &token, "k-20", &lines))).collect();
+        let handles: Vec<_> = (0..20).map(|_| scope.spawn(|| shop.order(&token, "k-20", &lines))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let done: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
     assert!(!done.is_empty(), "{answers:?}");
     assert!(answers.iter().all(|a| a.status == 201 || a.status == 409), "{answers:?}");
     assert!(done.iter().all(|a| a.body == done[0].body), "identical answers");
-    let after = order(&shop, &token, "k-20", &lines);
+    let after = shop.order(&token, "k-20", &lines);
     assert_eq!(after.body, done[0].body);
     let (_, mine) = shop.get("orders", "/v1/orders?limit=100", Some(&token)).unwrap();
     assert_eq!(mine["items"].as_array().unwrap().len(), 2, "two keys, two orders: {mine:?}");
@@ -126,7 +114,7 @@ fn orders_confirm_decline_dedupe_trace_and_notify() {
 
     // 2. Declined: failed with its reason, stock back, nothing captured.
     provider(&shop, &admin, &json!({ "decline_rate": 1.0 }));
-    let declined = order(&shop, &token, "k-declined", &lines);
+    let declined = shop.order(&token, "k-declined", &lines);
     assert_eq!(declined.status, 402, "{:?}", declined.body);
     let (_, list) = shop.get("orders", "/v1/orders?limit=100", Some(&token)).unwrap();
     let failed: Vec<_> =
@@ -205,7 +193,7 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
     let mut fast = None;
     for i in 0..20 {
         let started = Instant::now();
-        let reply = order(&shop, &token, &format!("down-{i}"), &lines);
+        let reply = shop.order(&token, &format!("down-{i}"), &lines);
         assert!(matches!(reply.status, 502..=504), "{i}: {reply:?}");
         assert_eq!(reply.header("content-type"), Some("application/problem+json"));
         if reply.status == 503 && reply.header("retry-after").is_some() {
@@ -226,7 +214,7 @@ fn payments_down_or_slow_fails_fast_and_leaves_nothing_held() {
         Duration::from_millis(open_ms + 5_000),
         "orders succeed again without a restart",
         || {
-            (order(&shop, &token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201)
+            (shop.order(&token, &format!("back-{}", back.elapsed().as_millis()), &lines).status == 201)
                 .then_some(())
         },
     );
@@ -296,7 +284,7 @@ fn notifications_arrive_after_an_outage(shop: &mut Shop, token: &str, mug: &str)
     shop.kill("notifications");
     for i in 0..3 {
         assert_eq!(
-            order(shop, token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }])).status,
+            shop.order(token, &format!("k-down-{i}"), &json!([{ "product_id": mug, "quantity": 1 }])).status,
             201
         );
     }

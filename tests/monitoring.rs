@@ -94,17 +94,7 @@ fn drive(shop: &Shop) {
     assert!(reset.status < 300, "{:?}", reset.body);
 
     let mug = shop.product(&admin, "MUG-MON", 1299, 5);
-    let body = json!({ "lines": [{ "product_id": mug, "quantity": 1 }] });
-    let placed = shop
-        .call(
-            "orders",
-            "POST",
-            "/v1/orders",
-            Some(&token),
-            &[("idempotency-key", "monitoring-1")],
-            Some(&body),
-        )
-        .unwrap();
+    let placed = shop.order(&token, "monitoring-1", &json!([{ "product_id": mug, "quantity": 1 }]));
     assert_eq!(placed.status, 201, "{:?}", placed.body);
     assert_eq!(placed.body["status"], "confirmed", "{:?}", placed.body);
     eventually(Duration::from_secs(30), "users delivered its events after the reset", || {

@@ -233,6 +233,13 @@ impl Shop {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// `POST /v1/orders` with `lines` as `token`'s customer, under `Idempotency-Key: key`.
+    pub fn order(&self, token: &str, key: &str, lines: &Value) -> Reply {
+        let body = json!({ "lines": lines });
+        self.call("orders", "POST", "/v1/orders", Some(token), &[("idempotency-key", key)], Some(&body))
+            .unwrap()
+    }
+
     /// Stock of `sku`: `(on_hand, reserved)`.
     pub fn stock(&self, sku: &str) -> (i64, i64) {
         let (status, body) = self.get("inventory", &format!("/v1/stock/{sku}"), None).unwrap();
