@@ -7,7 +7,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -36,22 +36,7 @@ impl Catalog {
         let file = dir.join("shop.yaml");
         write_atomically(&file, &doc);
         let log = std::fs::File::create(dir.join("catalog.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SHOP__") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .arg("catalog")
-            .env("CONFIG_PATH", &file)
-            .env_remove("RUST_LOG")
-            .env("LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = support::shop_command("catalog", &file, log).env_remove("RUST_LOG").spawn().unwrap();
         let mut catalog = Self { dir, file, doc, port, child };
         eventually(Duration::from_secs(60), "catalog is ready", || {
             assert!(catalog.child.try_wait().unwrap().is_none(), "catalog exited:\n{}", catalog.log());

@@ -136,21 +136,9 @@ impl Shop {
             .append(true)
             .open(self.dir.join(format!("{service}.log")))
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SHOP__") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = command
-            .arg(service)
-            .env("CONFIG_PATH", &self.config)
+        let child = shop_command(service, &self.config, log)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
-            .env("LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
             .spawn()
             .unwrap();
         self.children.insert(service, child);
@@ -246,6 +234,25 @@ impl Shop {
         assert_eq!(status, 200, "{body:?}");
         (body["on_hand"].as_i64().unwrap(), body["reserved"].as_i64().unwrap())
     }
+}
+
+/// `shop <service>` with the settings at `config` only (no `SHOP__*` of the test's own environment),
+/// JSON logs to `log`.
+pub fn shop_command(service: &str, config: &std::path::Path, log: std::fs::File) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SHOP__") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .arg(service)
+        .env("CONFIG_PATH", config)
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    command
 }
 
 /// Polls `check` until it returns `Some`, for at most `within`.

@@ -128,6 +128,15 @@ mod tests {
         labels.iter().any(|(k, v)| k == key && v == value)
     }
 
+    /// The values of `name` recorded for the catalog service.
+    fn of_catalog(snapshotter: &metrics_util::debugging::Snapshotter, name: &str) -> Vec<DebugValue> {
+        recorded(snapshotter)
+            .into_iter()
+            .filter(|(n, labels, _)| n == name && labelled(labels, "service", "catalog"))
+            .map(|(_, _, value)| value)
+            .collect()
+    }
+
     fn gauge(values: &Recorded, name: &str, state: Option<&str>) -> Option<f64> {
         values.iter().find_map(|(n, labels, value)| match value {
             DebugValue::Gauge(g)
@@ -158,15 +167,10 @@ mod tests {
 
         probe("catalog", &db).await;
         drop(held);
-        let waits: Vec<usize> = recorded(&snapshotter)
+        let waits: Vec<usize> = of_catalog(&snapshotter, "db_client_connection_wait_time_seconds")
             .into_iter()
-            .filter_map(|(n, labels, v)| match v {
-                DebugValue::Histogram(samples)
-                    if n == "db_client_connection_wait_time_seconds"
-                        && labelled(&labels, "service", "catalog") =>
-                {
-                    Some(samples.len())
-                }
+            .filter_map(|v| match v {
+                DebugValue::Histogram(samples) => Some(samples.len()),
                 _ => None,
             })
             .collect();
@@ -189,15 +193,10 @@ mod tests {
         let held = pool.acquire().await.unwrap();
         probe("catalog", &Db::Sqlite(pool.clone())).await;
         drop(held);
-        let timeouts: Vec<u64> = recorded(&snapshotter)
+        let timeouts: Vec<u64> = of_catalog(&snapshotter, "db_client_connection_timeouts_total")
             .into_iter()
-            .filter_map(|(n, labels, v)| match v {
-                DebugValue::Counter(c)
-                    if n == "db_client_connection_timeouts_total"
-                        && labelled(&labels, "service", "catalog") =>
-                {
-                    Some(c)
-                }
+            .filter_map(|v| match v {
+                DebugValue::Counter(c) => Some(c),
                 _ => None,
             })
             .collect();

@@ -8,16 +8,17 @@ use crate::model::Money;
 
 /// What a failed call means for the order (see the [saga docs](super)).
 pub(super) fn classify(downstream: &Downstream, err: &ClientError) -> Outcome {
+    match err.status() {
+        // A refusal answers this very request (same key, same order id): it stands, even after an
+        // attempt that went unanswered.
+        Some(status) if status.is_client_error() => {
+            return Outcome::Refused(status, err.problem().unwrap_or_default());
+        }
+        // Any other failure after an unanswered attempt may hide that attempt's effect.
+        _ if err.after_unanswered() => return Outcome::Unknown(downstream.api_error(err)),
+        _ => {}
+    }
     match err {
-        // A refusal is an answer to this very request (same key, same order id): it stands. Any
-        // other failure after an attempt that went unanswered may hide that attempt's effect.
-        ClientError::AfterUnanswered(last) if last.status().is_some_and(|s| s.is_client_error()) => {
-            Outcome::Refused(last.status().unwrap_or_default(), last.problem().unwrap_or_default())
-        }
-        ClientError::AfterUnanswered(_) => Outcome::Unknown(downstream.api_error(err)),
-        ClientError::Status(status, _) if status.is_client_error() => {
-            Outcome::Refused(*status, err.problem().unwrap_or_default())
-        }
         ClientError::Status(..) => Outcome::NotDone(downstream.api_error(err)),
         _ if err.circuit_open().is_some() => Outcome::NotDone(downstream.api_error(err)),
         _ if err.timed_out() => Outcome::Unknown(downstream.api_error(err)),
