@@ -124,8 +124,12 @@ def main():
 
         # The page's own button, with the token typed into its password field.
         driver.find_element(By.ID, "token").send_keys(token)
-        wait_for("the reset button", lambda: driver.find_element(
-            By.CSS_SELECTOR, f'#breakers tr[data-breaker="{name}"] button[data-action="reset"]')).click()
+        button = wait_for("the reset button", lambda: driver.find_element(
+            By.CSS_SELECTOR, f'#breakers tr[data-breaker="{name}"] button[data-action="reset"]'))
+        # Held across two polls, as a person reading the row would: the page updates rows in
+        # place, so the button found is still the one on screen (a rebuilt row swallowed clicks).
+        time.sleep(2.5)
+        button.click()
         wait_for(f"the page shows {name} closed after its reset button", lambda: breaker_state(driver, name) == "closed",
                  seconds=10)
         status, state = api("GET", f"{base}/ops/state")

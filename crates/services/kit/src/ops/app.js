@@ -61,41 +61,62 @@ function rates(now, before, seconds) {
 
 function byKey(list, key) { return new Map((list || []).map((x) => [key(x), x])); }
 
+// Breaker rows are keyed by name and updated in place, never rebuilt: a row replaced between a
+// button's mousedown and mouseup would swallow an operator's click.
 function renderBreakers(state, before, seconds) {
   const old = byKey(before && before.breakers, (b) => b.name);
   const body = $("breakers").tBodies[0];
-  body.replaceChildren();
-  if (state.breakers.length === 0) {
-    const tr = document.createElement("tr");
-    tr.append(cell("no circuit breaker in this service", "muted"));
-    body.append(tr);
-  }
+  const rows = new Map([...body.rows].filter((tr) => tr.dataset.breaker).map((tr) => [tr.dataset.breaker, tr]));
+  const wanted = state.breakers.length === 0 ? [emptyRow(body, "no circuit breaker in this service")] : [];
   for (const b of state.breakers) {
-    const tr = document.createElement("tr");
-    tr.dataset.breaker = b.name;
-    tr.append(cell(b.name, "name"), cell(b.side));
-    const stateCell = document.createElement("td");
-    const span = document.createElement("span");
+    const tr = rows.get(b.name) || breakerRow(b.name);
+    const prev = old.get(b.name) || (before ? ZERO : null);
+    const rejectedRate = prev && seconds > 0 ? (b.rejected_calls - prev.rejected_calls) / seconds : null;
+    const [, side, stateCell, calls, failures, slow, rejected, rejectedPerSec, actions] = tr.cells;
+    side.textContent = b.side;
+    const span = stateCell.firstChild;
     span.className = "state state-" + b.state;
     span.dataset.state = b.state;
     span.textContent = b.state.replace("_", " ");
-    stateCell.append(span);
-    const prev = old.get(b.name) || (before ? ZERO : null);
-    const rejectedRate = prev && seconds > 0 ? (b.rejected_calls - prev.rejected_calls) / seconds : null;
-    tr.append(stateCell, cell(String(b.calls)), cell(fmtPct(b.failure_rate)), cell(fmtPct(b.slow_call_rate)),
-      cell(String(b.rejected_calls)), cell(fmtRate(rejectedRate)));
-    const actions = document.createElement("td");
-    for (const action of b.actions) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = action;
-      button.dataset.action = action;
-      button.addEventListener("click", () => act(b.name, action));
-      actions.append(button);
+    calls.textContent = String(b.calls);
+    failures.textContent = fmtPct(b.failure_rate);
+    slow.textContent = fmtPct(b.slow_call_rate);
+    rejected.textContent = String(b.rejected_calls);
+    rejectedPerSec.textContent = fmtRate(rejectedRate);
+    if (actions.dataset.actions !== b.actions.join(" ")) {
+      actions.dataset.actions = b.actions.join(" ");
+      actions.replaceChildren(...b.actions.map((action) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = action;
+        button.dataset.action = action;
+        button.addEventListener("click", () => act(b.name, action));
+        return button;
+      }));
     }
-    tr.append(actions);
-    body.append(tr);
+    wanted.push(tr);
   }
+  // Reorder or drop only what differs, so a stable table is left untouched.
+  wanted.forEach((tr, i) => { if (body.rows[i] !== tr) body.insertBefore(tr, body.rows[i] || null); });
+  while (body.rows.length > wanted.length) body.deleteRow(wanted.length);
+}
+
+function breakerRow(name) {
+  const tr = document.createElement("tr");
+  tr.dataset.breaker = name;
+  const stateCell = cell("");
+  stateCell.append(document.createElement("span"));
+  tr.append(cell(name, "name"), cell(""), stateCell, cell(""), cell(""), cell(""), cell(""), cell(""), cell(""));
+  return tr;
+}
+
+function emptyRow(body, text) {
+  const existing = [...body.rows].find((tr) => tr.dataset.empty);
+  if (existing) return existing;
+  const tr = document.createElement("tr");
+  tr.dataset.empty = "1";
+  tr.append(cell(text, "muted"));
+  return tr;
 }
 
 function renderTraffic(tableId, rows, oldRows, key, label, seconds, extra) {
