@@ -17,9 +17,9 @@ fn settings(url: &str, migrate_at_start: Option<bool>) -> Settings {
     Settings::from_figment(figment)
 }
 
-async fn sqlite(url: &str) -> sqlx::SqlitePool {
+async fn sqlite(url: &str) -> kit::db::SqliteDb {
     match Db::connect(url, 1).await.unwrap() {
-        Db::Sqlite(pool) => pool,
+        Db::Sqlite(db) => db,
         Db::Postgres(_) => unreachable!("a sqlite URL"),
     }
 }

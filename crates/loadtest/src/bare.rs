@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kit::db::Db;
+use kit::db::{Db, SqliteDb};
 use kit::error::ApiError;
 use kit::extract::Path;
 use shop_catalog::model::Product;
@@ -31,21 +31,21 @@ pub const POOL_SIZE: u32 = 8;
 
 /// Opens the catalog's SQLite database at `url` as the catalog does (and applies its migrations,
 /// so the baseline also starts on an empty file).
-pub async fn connect(url: &str, pool_size: u32) -> Result<SqlitePool, BoxError> {
+pub async fn connect(url: &str, pool_size: u32) -> Result<SqliteDb, BoxError> {
     if !url.starts_with("sqlite:") {
         return Err("the bare baseline needs a sqlite: URL".into());
     }
     let db = Db::connect(url, pool_size).await?;
     db.migrate(&shop_catalog::MIGRATIONS).await?;
     match db {
-        Db::Sqlite(pool) => Ok(pool),
+        Db::Sqlite(db) => Ok(db),
         Db::Postgres(_) => Err("the bare baseline needs a sqlite: URL".into()),
     }
 }
 
-/// The baseline's router on `pool`.
-pub fn app(pool: SqlitePool) -> Router {
-    Router::new().route("/v1/products/{id}", get(get_product)).with_state(pool)
+/// The baseline's router on `db`'s read connections (it only reads, as the catalog's `get` does).
+pub fn app(db: SqliteDb) -> Router {
+    Router::new().route("/v1/products/{id}", get(get_product)).with_state(db.reader().clone())
 }
 
 async fn get_product(State(pool): State<SqlitePool>, Path(id): Path<Uuid>) -> Result<Response, ApiError> {

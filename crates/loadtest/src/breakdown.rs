@@ -56,25 +56,24 @@ impl Variant {
 /// settings (pool size, timeout, body limit).
 pub async fn app(variant: Variant, url: &str) -> Result<Router, BoxError> {
     let config = ServiceConfig::defaults("catalog", 0);
-    let pool = bare::connect(url, config.db_max_connections).await?;
+    let db = bare::connect(url, config.db_max_connections).await?;
     match variant {
         Variant::BareStack => {
             kit::telemetry::init();
             let _recorder = kit::telemetry::prometheus();
             let stack = ServerStack::builder().name("catalog").timeout(config.request_timeout()).build()?;
-            Ok(bare::app(pool).layer(stack))
+            Ok(bare::app(db).layer(stack))
         }
         Variant::BareKit => {
             kit::telemetry::init();
-            let db = Db::Sqlite(pool.clone());
-            let health = Health::new(db, Duration::from_millis(config.readiness_timeout_ms));
+            let health = Health::new(Db::Sqlite(db.clone()), Duration::from_millis(config.readiness_timeout_ms));
             let keys = JwtKeys::new(b"breakdown-variant-unused-secret", Duration::from_secs(60));
             let openapi = utoipa::openapi::OpenApiBuilder::new().build();
-            Ok(kit::server::app("catalog", bare::app(pool), openapi, &health, &config, keys, None)?)
+            Ok(kit::server::app("catalog", bare::app(db), openapi, &health, &config, keys, None)?)
         }
         Variant::CatalogHandlers => {
             let state = AppState {
-                store: shop_catalog::store::for_db(&Db::Sqlite(pool)),
+                store: shop_catalog::store::for_db(&Db::Sqlite(db)),
                 cache: std::sync::Arc::new(ProductCache::new(&CacheConfig {
                     ttl_ms: 0,
                     ..CacheConfig::default()

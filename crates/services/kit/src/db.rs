@@ -25,10 +25,18 @@
 //! [`StoreError::Busy`]; [`Retry::run`] runs it again a bounded number of times with jittered
 //! backoff, and what is still busy is answered 503 with `Retry-After` ([`crate::error`]), never 500.
 //!
+//! **SQLite writers queue.** A SQLite database is a [`SqliteDb`]: `db_max_connections` read-only
+//! connections, and one write connection that [`SqlPool::begin_write`] and every statement other
+//! than a `SELECT` wait for in a fair queue (at most `db_lock_timeout_ms`), instead of racing for
+//! SQLite's write lock and sleeping in its busy handler.
+//!
 //! **Pool metrics.** [`pool_metrics`] samples each service's pool (open, idle and maximum
 //! connections, and the wait for a connection) into `/metrics`.
 
 pub mod pool_metrics;
+mod sqlite;
+
+pub use sqlite::SqliteDb;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,7 +46,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 pub use sqlx::postgres::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::sqlite::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 /// A service's migrations for each backend.
 #[derive(Debug)]
@@ -86,8 +94,8 @@ pub struct Schema {
 /// A connection pool to the service's database.
 #[derive(Clone, Debug)]
 pub enum Db {
-    /// SQLite (`sqlite:` URLs).
-    Sqlite(SqlitePool),
+    /// SQLite (`sqlite:` URLs): read connections and one queued write connection ([`SqliteDb`]).
+    Sqlite(SqliteDb),
     /// PostgreSQL (`postgres:`/`postgresql:` URLs).
     Postgres(PgPool),
 }
@@ -188,12 +196,8 @@ impl Db {
             if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(1))
-                .acquire_timeout(acquire_timeout)
-                .connect_with(connect)
-                .await?;
-            Ok(Self::Sqlite(pool))
+            let db = SqliteDb::open(connect, options.max_connections, options.lock_timeout, acquire_timeout).await?;
+            Ok(Self::Sqlite(db))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             if options.create_database {
                 create_postgres_database(url).await?;
@@ -221,7 +225,7 @@ impl Db {
     /// lock and statement timeouts, which are meant for requests, not for schema changes.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), MigrateError> {
         match self {
-            Self::Sqlite(pool) => migrations.sqlite_all().run(pool).await,
+            Self::Sqlite(db) => migrations.sqlite_all().run(db.writer()).await,
             Self::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await?;
@@ -251,10 +255,10 @@ impl Db {
             }};
         }
         let (migrator, applied): (Migrator, Vec<i64>) = match self {
-            Self::Sqlite(pool) => (
+            Self::Sqlite(db) => (
                 migrations.sqlite_all(),
                 applied!(
-                    pool,
+                    db.reader(),
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
                 ),
             ),
@@ -274,7 +278,7 @@ impl Db {
     /// `SELECT 1`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
-            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Sqlite(db) => sqlx::query("SELECT 1").execute(db.reader()).await.map(drop),
             Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
         }
     }
@@ -282,7 +286,7 @@ impl Db {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(pool) => pool.close().await,
+            Self::Sqlite(db) => db.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
     }
@@ -319,7 +323,7 @@ impl Dialect {
     };
 }
 
-/// What a store needs to know about its pool ([`SqlitePool`] or [`PgPool`]) to send the same SQL
+/// What a store needs to know about its pool ([`SqliteDb`] or [`PgPool`]) to send the same SQL
 /// to either database.
 pub trait SqlPool {
     /// The database this pool connects to.
@@ -342,17 +346,18 @@ pub trait SqlPool {
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
 }
 
-impl SqlPool for SqlitePool {
+impl SqlPool for SqliteDb {
     type Database = sqlx::Sqlite;
 
     fn dialect(&self) -> Dialect {
         Dialect::SQLITE
     }
 
+    /// On the write connection, after the writers queued before this one ([`SqliteDb`]).
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
-        self.begin_with("BEGIN IMMEDIATE")
+        self.writer().begin_with("BEGIN IMMEDIATE")
     }
 }
 
@@ -372,7 +377,7 @@ impl SqlPool for PgPool {
 
 /// Declares a SQLite and a PostgreSQL store (`struct { pool }` with `const fn new(pool)`) and
 /// implements one store trait for both from a single body, so each query is written once. In the
-/// body, `self.pool` is the backend's pool (a [`SqlitePool`] or a [`PgPool`]); with [`SqlPool`] in
+/// body, `self.pool` is the backend's pool (a [`SqliteDb`] or a [`PgPool`]); with [`SqlPool`] in
 /// scope, `self.pool.dialect()` gives the words that differ and `self.pool.begin_write()` starts a
 /// write transaction the right way for the database; `self.retry` ([`Retry`]) runs a transaction
 /// again when it lost to a concurrent one:
@@ -402,7 +407,7 @@ macro_rules! sql_store {
         $(#[$pg_meta:meta])* postgres: $pg:ident,
         impl $store:path { $($body:tt)* }
     ) => {
-        $crate::sql_store!(@one $(#[$sqlite_meta])* $sqlite, $crate::db::SqlitePool, $store, { $($body)* });
+        $crate::sql_store!(@one $(#[$sqlite_meta])* $sqlite, $crate::db::SqliteDb, $store, { $($body)* });
         $crate::sql_store!(@one $(#[$pg_meta])* $pg, $crate::db::PgPool, $store, { $($body)* });
     };
     (@one $(#[$meta:meta])* $name:ident, $pool:ty, $store:path, { $($body:tt)* }) => {

@@ -21,8 +21,8 @@ async fn sqlite_durability_is_the_configured_synchronous_on_every_connection() {
         let db = Db::connect_with(&url, &DbOptions { max_connections: 2, durability, ..DbOptions::DEFAULT })
             .await
             .unwrap();
-        let Db::Sqlite(pool) = &db else { unreachable!("a sqlite url") };
-        for _ in 0..2 {
+        let Db::Sqlite(sqlite) = &db else { unreachable!("a sqlite url") };
+        for pool in [sqlite.writer(), sqlite.reader(), sqlite.reader()] {
             let mut conn = pool.acquire().await.unwrap();
             let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
             assert_eq!(level, expected, "{durability:?}");
@@ -51,6 +51,56 @@ async fn connect_creates_a_missing_postgres_database_only_when_asked() {
     db.close().await;
     // A second start finds it and connects as usual.
     Db::connect(&url, 1).await.expect("connects again").close().await;
+}
+
+#[tokio::test]
+async fn sqlite_writers_queue_for_the_write_connection_while_readers_go_on() {
+    use std::time::Duration;
+
+    use kit::db::{DbOptions, SqlPool as _};
+
+    let options = DbOptions { max_connections: 4, lock_timeout: Duration::from_secs(10), ..DbOptions::DEFAULT };
+    let db = Db::connect_with(&kit::db::temp_sqlite_url("kit-writer-queue"), &options).await.unwrap();
+    let Db::Sqlite(sqlite) = db.clone() else { unreachable!("a sqlite url") };
+    // Not a SELECT: routed to the write connection (the read ones are read-only).
+    sqlx::query("CREATE TABLE t (n INTEGER NOT NULL)").execute(&sqlite).await.unwrap();
+    let id: i64 = sqlx::query_scalar("INSERT INTO t (n) VALUES (0) RETURNING rowid").fetch_one(&sqlite).await.unwrap();
+    assert_eq!(id, 1, "a write that returns rows goes to the writer too");
+    let refused = sqlx::query("INSERT INTO t (n) VALUES (-1)").execute(sqlite.reader()).await.unwrap_err();
+    assert!(refused.to_string().contains("readonly"), "read connections refuse writes: {refused}");
+
+    let mut holder = sqlite.begin_write().await.unwrap();
+    sqlx::query("INSERT INTO t (n) VALUES (1)").execute(&mut *holder).await.unwrap();
+    // 16 transactions and 16 single statements queue behind it; none can start yet.
+    let writers: Vec<_> = (0..32)
+        .map(|i| {
+            let sqlite = sqlite.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let mut tx = sqlite.begin_write().await?;
+                    sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(i).execute(&mut *tx).await?;
+                    tx.commit().await
+                } else {
+                    sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(i).execute(&sqlite).await.map(drop)
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(writers.iter().all(|w| !w.is_finished()), "writers wait for the write connection");
+    // A reader is not behind them: it answers at once, from before the open transaction.
+    let seen: i64 = tokio::time::timeout(Duration::from_secs(5), sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&sqlite))
+        .await
+        .expect("a read does not wait for writers")
+        .unwrap();
+    assert_eq!(seen, 1);
+    holder.commit().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap().expect("a queued writer is never busy");
+    }
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&sqlite).await.unwrap();
+    assert_eq!(total, 2 + 32);
+    db.close().await;
 }
 
 #[tokio::test]

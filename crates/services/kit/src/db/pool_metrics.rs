@@ -5,10 +5,14 @@
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
-//! | `db_client_connection_count` | gauge | `service`, `state` (`idle` or `used`) | open connections |
-//! | `db_client_connection_max` | gauge | `service` | the pool's limit (`<service>.db_max_connections`) |
-//! | `db_client_connection_wait_time_seconds` | histogram | `service` | what a probe waited for a connection |
-//! | `db_client_connection_timeouts_total` | counter | `service` | probes that got no connection within the acquire timeout |
+//! | `db_client_connection_count` | gauge | `service`, `pool_name`, `state` (`idle` or `used`) | open connections |
+//! | `db_client_connection_max` | gauge | `service`, `pool_name` | the pool's limit |
+//! | `db_client_connection_wait_time_seconds` | histogram | `service`, `pool_name` | what a probe waited for a connection |
+//! | `db_client_connection_timeouts_total` | counter | `service`, `pool_name` | probes that got no connection within the acquire timeout |
+//!
+//! `pool_name` (OpenTelemetry's `db.client.connection.pool.name`): on SQLite `read` (the
+//! `db_max_connections` read-only connections) and `write` (the one connection writers queue for,
+//! so its wait is the writers' queue, [`super::SqliteDb`]); on PostgreSQL `main`.
 //!
 //! **How they are measured.** sqlx offers no hook around the acquisitions that queries make, and
 //! the stores run queries on the pool directly, so nothing in the kit sees every wait. Instead
@@ -40,6 +44,8 @@ pub const DB_CLIENT_CONNECTION_WAIT_TIME: &str = "db_client_connection_wait_time
 pub const DB_CLIENT_CONNECTION_TIMEOUTS: &str = "db_client_connection_timeouts_total";
 /// Label: the service whose pool it is.
 pub const LABEL_SERVICE: &str = "service";
+/// Label: which of the service's pools (`read`, `write`, `main`).
+pub const LABEL_POOL: &str = "pool_name";
 /// Label: `idle` or `used`.
 pub const LABEL_STATE: &str = "state";
 
@@ -51,37 +57,63 @@ pub const WAIT_BUCKETS: &[f64] =
 /// How often [`spawn_sampler`] samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Sets the gauges of `service`'s pool from its current counts.
-pub fn record_counts(service: &'static str, db: &Db) {
-    let (size, idle, max) = match db {
-        Db::Sqlite(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
-        Db::Postgres(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
-    };
-    // `num_idle` and `size` are read one after the other: never report more idle than open.
-    let idle = (idle as u32).min(size);
-    metrics::gauge!(DB_CLIENT_CONNECTION_COUNT, LABEL_SERVICE => service, LABEL_STATE => "idle")
-        .set(f64::from(idle));
-    metrics::gauge!(DB_CLIENT_CONNECTION_COUNT, LABEL_SERVICE => service, LABEL_STATE => "used")
-        .set(f64::from(size - idle));
-    metrics::gauge!(DB_CLIENT_CONNECTION_MAX, LABEL_SERVICE => service).set(f64::from(max));
+/// The service's pools by name, each with what [`record_counts`] and [`probe`] read from it.
+fn pools(db: &Db) -> Vec<(&'static str, PoolHandle<'_>)> {
+    match db {
+        Db::Sqlite(db) => db.pools().into_iter().map(|(name, pool)| (name, PoolHandle::Sqlite(pool))).collect(),
+        Db::Postgres(pool) => vec![("main", PoolHandle::Postgres(pool))],
+    }
 }
 
-/// Acquires one connection from `service`'s pool and gives it back, recording the wait (or the
-/// timeout).
-pub async fn probe(service: &'static str, db: &Db) {
-    let started = Instant::now();
-    let acquired = match db {
-        Db::Sqlite(pool) => pool.acquire().await.map(drop),
-        Db::Postgres(pool) => pool.acquire().await.map(drop),
-    };
-    match acquired {
-        Ok(()) => metrics::histogram!(DB_CLIENT_CONNECTION_WAIT_TIME, LABEL_SERVICE => service)
-            .record(started.elapsed().as_secs_f64()),
-        Err(sqlx::Error::PoolTimedOut) => {
-            metrics::counter!(DB_CLIENT_CONNECTION_TIMEOUTS, LABEL_SERVICE => service).increment(1);
+enum PoolHandle<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+impl PoolHandle<'_> {
+    fn counts(&self) -> (u32, usize, u32) {
+        match self {
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
+            Self::Postgres(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
         }
-        // Closed (shutdown) or the database is down: readiness reports that, not this metric.
-        Err(err) => tracing::debug!(service, error = %err, "pool probe failed"),
+    }
+
+    async fn acquire(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => pool.acquire().await.map(drop),
+            Self::Postgres(pool) => pool.acquire().await.map(drop),
+        }
+    }
+}
+
+/// Sets the gauges of each of `service`'s pools from its current counts.
+pub fn record_counts(service: &'static str, db: &Db) {
+    for (name, pool) in pools(db) {
+        let (size, idle, max) = pool.counts();
+        // `num_idle` and `size` are read one after the other: never report more idle than open.
+        let idle = (idle as u32).min(size);
+        let gauge = |state| metrics::gauge!(DB_CLIENT_CONNECTION_COUNT, LABEL_SERVICE => service, LABEL_POOL => name, LABEL_STATE => state);
+        gauge("idle").set(f64::from(idle));
+        gauge("used").set(f64::from(size - idle));
+        metrics::gauge!(DB_CLIENT_CONNECTION_MAX, LABEL_SERVICE => service, LABEL_POOL => name).set(f64::from(max));
+    }
+}
+
+/// Acquires one connection from each of `service`'s pools in turn and gives it back, recording
+/// the wait (or the timeout).
+pub async fn probe(service: &'static str, db: &Db) {
+    for (name, pool) in pools(db) {
+        let started = Instant::now();
+        match pool.acquire().await {
+            Ok(()) => metrics::histogram!(DB_CLIENT_CONNECTION_WAIT_TIME, LABEL_SERVICE => service, LABEL_POOL => name)
+                .record(started.elapsed().as_secs_f64()),
+            Err(sqlx::Error::PoolTimedOut) => {
+                metrics::counter!(DB_CLIENT_CONNECTION_TIMEOUTS, LABEL_SERVICE => service, LABEL_POOL => name)
+                    .increment(1);
+            }
+            // Closed (shutdown) or the database is down: readiness reports that, not this metric.
+            Err(err) => tracing::debug!(service, pool = name, error = %err, "pool probe failed"),
+        }
     }
 }
 
@@ -105,10 +137,10 @@ pub fn spawn_sampler(service: &'static str, db: &Db) -> Job {
 mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-    use std::str::FromStr as _;
+    use std::time::Duration;
 
     use super::{probe, record_counts};
-    use crate::db::{Db, temp_sqlite_url};
+    use crate::db::{Db, DbOptions, temp_sqlite_url};
 
     type Recorded = Vec<(String, Vec<(String, String)>, DebugValue)>;
 
@@ -137,11 +169,12 @@ mod tests {
             .collect()
     }
 
-    fn gauge(values: &Recorded, name: &str, state: Option<&str>) -> Option<f64> {
+    fn gauge(values: &Recorded, name: &str, pool: &str, state: Option<&str>) -> Option<f64> {
         values.iter().find_map(|(n, labels, value)| match value {
             DebugValue::Gauge(g)
                 if n == name
                     && labelled(labels, "service", "catalog")
+                    && labelled(labels, "pool_name", pool)
                     && state.is_none_or(|s| labelled(labels, "state", s)) =>
             {
                 Some(g.into_inner())
@@ -151,19 +184,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counts_and_probe_waits_are_recorded_under_the_service() {
+    async fn counts_and_probe_waits_are_recorded_per_pool_under_the_service() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         // Thread-local, and the test's runtime has one thread: the probe records into it.
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = Db::connect(&temp_sqlite_url("pool-metrics"), 3).await.unwrap();
-        let Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
-        let held = pool.acquire().await.unwrap();
+        let Db::Sqlite(sqlite) = &db else { unreachable!("a SQLite URL") };
+        let held = sqlite.reader().acquire().await.unwrap();
         record_counts("catalog", &db);
         let values = recorded(&snapshotter);
-        assert_eq!(gauge(&values, "db_client_connection_count", Some("used")), Some(1.0), "{values:?}");
-        assert_eq!(gauge(&values, "db_client_connection_count", Some("idle")), Some(0.0), "{values:?}");
-        assert_eq!(gauge(&values, "db_client_connection_max", None), Some(3.0), "{values:?}");
+        assert_eq!(gauge(&values, "db_client_connection_count", "read", Some("used")), Some(1.0), "{values:?}");
+        assert_eq!(gauge(&values, "db_client_connection_count", "read", Some("idle")), Some(0.0), "{values:?}");
+        assert_eq!(gauge(&values, "db_client_connection_max", "read", None), Some(3.0), "{values:?}");
+        assert_eq!(gauge(&values, "db_client_connection_count", "write", Some("idle")), Some(1.0), "{values:?}");
+        assert_eq!(gauge(&values, "db_client_connection_max", "write", None), Some(1.0), "{values:?}");
 
         probe("catalog", &db).await;
         drop(held);
@@ -174,32 +209,30 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(waits, [1], "one probe, one wait sample");
+        assert_eq!(waits, [1, 1], "one probe per pool, one wait sample each");
     }
 
     #[tokio::test]
-    async fn a_probe_that_gets_no_connection_in_time_counts_a_timeout() {
+    async fn a_writer_queue_that_does_not_move_in_time_counts_a_timeout() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let _local = metrics::set_default_local_recorder(&recorder);
-        let url = temp_sqlite_url("pool-metrics-timeout");
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap();
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_millis(50))
-            .connect_with(options)
-            .await
-            .unwrap();
-        let held = pool.acquire().await.unwrap();
-        probe("catalog", &Db::Sqlite(pool.clone())).await;
+        let options = DbOptions { max_connections: 2, lock_timeout: Duration::from_millis(50), ..DbOptions::DEFAULT };
+        let db = Db::connect_with(&temp_sqlite_url("pool-metrics-timeout"), &options).await.unwrap();
+        let Db::Sqlite(sqlite) = &db else { unreachable!("a SQLite URL") };
+        let held = sqlite.writer().acquire().await.unwrap();
+        probe("catalog", &db).await;
         drop(held);
-        let timeouts: Vec<u64> = of_catalog(&snapshotter, "db_client_connection_timeouts_total")
+        let timeouts: Vec<(String, u64)> = recorded(&snapshotter)
             .into_iter()
-            .filter_map(|v| match v {
-                DebugValue::Counter(c) => Some(c),
+            .filter(|(n, labels, _)| n == "db_client_connection_timeouts_total" && labelled(labels, "service", "catalog"))
+            .filter_map(|(_, labels, v)| match v {
+                DebugValue::Counter(c) => {
+                    Some((labels.into_iter().find(|(k, _)| k == "pool_name").map(|(_, v)| v).unwrap_or_default(), c))
+                }
                 _ => None,
             })
             .collect();
-        assert_eq!(timeouts, [1]);
+        assert_eq!(timeouts, [("write".to_owned(), 1)]);
     }
 }
