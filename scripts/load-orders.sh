@@ -66,8 +66,8 @@ run() {
         -d '{"sku":"LOAD-1","name":"Load","category":"load","price":{"amount":100,"currency":"EUR"}}' | json '["id"]')
     curl -fs -X PUT "http://127.0.0.1:$(port 3)/v1/stock/LOAD-1" -H "Authorization: Bearer $admin" \
         -H 'Content-Type: application/json' -H 'If-None-Match: *' -d '{"on_hand":100000000}' >/dev/null
-    TOKEN=$token PRODUCT=$product wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s scripts/load/orders.lua "http://127.0.0.1:$(port 5)" >/dev/null 2>&1
-    TOKEN=$token PRODUCT=$product wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/load/orders.lua \
+    TOKEN=$token PRODUCT=$product RUN="$name-warmup" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s scripts/load/orders.lua "http://127.0.0.1:$(port 5)" >/dev/null 2>&1
+    TOKEN=$token PRODUCT=$product RUN="$name" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/load/orders.lua \
         "http://127.0.0.1:$(port 5)" >"$OUT/orders-$name.wrk.txt" 2>"$OUT/orders-$name.wrk.err" || true
     curl -fs "http://127.0.0.1:$(port 5)/metrics" >"$OUT/orders-$name.metrics.txt" || true
     local rps p50 p99 errors

@@ -66,7 +66,8 @@ pub async fn app(variant: Variant, url: &str) -> Result<Router, BoxError> {
         }
         Variant::BareKit => {
             kit::telemetry::init();
-            let health = Health::new(Db::Sqlite(db.clone()), Duration::from_millis(config.readiness_timeout_ms));
+            let health =
+                Health::new(Db::Sqlite(db.clone()), Duration::from_millis(config.readiness_timeout_ms));
             let keys = JwtKeys::new(b"breakdown-variant-unused-secret", Duration::from_secs(60));
             let openapi = utoipa::openapi::OpenApiBuilder::new().build();
             Ok(kit::server::app("catalog", bare::app(db), openapi, &health, &config, keys, None)?)

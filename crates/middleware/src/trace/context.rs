@@ -345,3 +345,48 @@ impl Drop for CurrentScope<'_> {
         let _ = CURRENT.try_with(|current| std::mem::swap(&mut *current.borrow_mut(), self.slot));
     }
 }
+
+impl TraceContext {
+    /// Runs `fut` with `context` as the thread's [current](Self::current) one while it is polled:
+    /// for work spawned onto another task, which a thread's current context does not follow (the
+    /// same shape as [`Deadline::scope`](crate::deadline::Deadline::scope)).
+    pub fn scope<F: Future>(context: Option<Self>, fut: F) -> Scoped<F> {
+        Scoped { inner: fut, context }
+    }
+}
+
+/// Runs `fut` with the current context (captured now) as the current one while it is polled, so a
+/// spawned task's outgoing calls continue the trace of the request that spawned it.
+pub fn propagate<F: Future>(fut: F) -> Scoped<F> {
+    TraceContext::scope(TraceContext::current(), fut)
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with a [current](TraceContext::current) trace context; from
+    /// [`TraceContext::scope`] and [`propagate`].
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        context: Option<TraceContext>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let _scope = CurrentScope::enter(this.context);
+        this.inner.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped").field("context", &self.context).finish_non_exhaustive()
+    }
+}

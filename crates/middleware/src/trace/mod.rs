@@ -105,7 +105,7 @@ mod otel;
 mod server;
 
 pub use client::{ClientTrace, ClientTraceLayer, ClientTraceLayerBuilder};
-pub use context::{SpanId, TraceContext, TraceFlags, TraceId};
+pub use context::{Scoped, SpanId, TraceContext, TraceFlags, TraceId, propagate};
 pub use header::{TRACEPARENT, TRACESTATE, TraceParent};
 pub use server::{Incoming, ServerTrace, ServerTraceLayer, ServerTraceLayerBuilder};
 

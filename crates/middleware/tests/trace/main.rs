@@ -711,3 +711,18 @@ async fn the_axum_extractor_without_the_server_layer_is_a_500_problem_and_option
     let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
     assert_eq!(body, "true");
 }
+
+#[tokio::test]
+async fn a_spawned_task_continues_the_trace_only_when_the_context_is_propagated() {
+    let context = TraceContext::new_root();
+    let trace_id = context.trace_id();
+    let (propagated, lost) = TraceContext::scope(Some(context), async {
+        let propagated = tokio::spawn(palisade::trace::propagate(async { TraceContext::current_trace_id() }));
+        let lost = tokio::spawn(async { TraceContext::current_trace_id() });
+        (propagated.await.unwrap(), lost.await.unwrap())
+    })
+    .await;
+    assert_eq!(propagated, Some(trace_id));
+    assert_eq!(lost, None, "a thread's current context does not follow a spawned task by itself");
+    assert_eq!(TraceContext::current_trace_id(), None, "the scope ends with its future");
+}

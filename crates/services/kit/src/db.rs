@@ -196,7 +196,8 @@ impl Db {
             if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let db = SqliteDb::open(connect, options.max_connections, options.lock_timeout, acquire_timeout).await?;
+            let db = SqliteDb::open(connect, options.max_connections, options.lock_timeout, acquire_timeout)
+                .await?;
             Ok(Self::Sqlite(db))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             if options.create_database {

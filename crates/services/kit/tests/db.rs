@@ -59,12 +59,14 @@ async fn sqlite_writers_queue_for_the_write_connection_while_readers_go_on() {
 
     use kit::db::{DbOptions, SqlPool as _};
 
-    let options = DbOptions { max_connections: 4, lock_timeout: Duration::from_secs(10), ..DbOptions::DEFAULT };
+    let options =
+        DbOptions { max_connections: 4, lock_timeout: Duration::from_secs(10), ..DbOptions::DEFAULT };
     let db = Db::connect_with(&kit::db::temp_sqlite_url("kit-writer-queue"), &options).await.unwrap();
     let Db::Sqlite(sqlite) = db.clone() else { unreachable!("a sqlite url") };
     // Not a SELECT: routed to the write connection (the read ones are read-only).
     sqlx::query("CREATE TABLE t (n INTEGER NOT NULL)").execute(&sqlite).await.unwrap();
-    let id: i64 = sqlx::query_scalar("INSERT INTO t (n) VALUES (0) RETURNING rowid").fetch_one(&sqlite).await.unwrap();
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO t (n) VALUES (0) RETURNING rowid").fetch_one(&sqlite).await.unwrap();
     assert_eq!(id, 1, "a write that returns rows goes to the writer too");
     let refused = sqlx::query("INSERT INTO t (n) VALUES (-1)").execute(sqlite.reader()).await.unwrap_err();
     assert!(refused.to_string().contains("readonly"), "read connections refuse writes: {refused}");
@@ -89,10 +91,13 @@ async fn sqlite_writers_queue_for_the_write_connection_while_readers_go_on() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(writers.iter().all(|w| !w.is_finished()), "writers wait for the write connection");
     // A reader is not behind them: it answers at once, from before the open transaction.
-    let seen: i64 = tokio::time::timeout(Duration::from_secs(5), sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&sqlite))
-        .await
-        .expect("a read does not wait for writers")
-        .unwrap();
+    let seen: i64 = tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&sqlite),
+    )
+    .await
+    .expect("a read does not wait for writers")
+    .unwrap();
     assert_eq!(seen, 1);
     holder.commit().await.unwrap();
     for writer in writers {

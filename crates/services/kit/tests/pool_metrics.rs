@@ -64,18 +64,34 @@ async fn metrics_show_the_services_pool() {
 
     let metrics = get("/metrics").await;
     for pool in ["read", "write"] {
-        let series = |name: &str, extra: &str| format!(r#"{name}{{service="pooled",pool_name="{pool}"{extra}}}"#);
+        let series =
+            |name: &str, extra: &str| format!(r#"{name}{{service="pooled",pool_name="{pool}"{extra}}}"#);
         let idle = value(&metrics, &series("db_client_connection_count", r#",state="idle""#));
         let used = value(&metrics, &series("db_client_connection_count", r#",state="used""#));
         assert!(idle.is_some() && used.is_some(), "{pool}: {metrics}");
         assert!(idle.unwrap() + used.unwrap() >= 1.0, "the {pool} pool has a connection open: {metrics}");
         // A histogram with buckets, not a summary.
-        assert_eq!(value(&metrics, &series("db_client_connection_wait_time_seconds_count", "")), Some(1.0), "{metrics}");
-        assert!(metrics.contains(&series("db_client_connection_wait_time_seconds_bucket", r#",le="0.001""#)), "{metrics}");
+        assert_eq!(
+            value(&metrics, &series("db_client_connection_wait_time_seconds_count", "")),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&series("db_client_connection_wait_time_seconds_bucket", r#",le="0.001""#)),
+            "{metrics}"
+        );
     }
     // Readers: `db_max_connections`; writers queue for one.
-    assert_eq!(value(&metrics, r#"db_client_connection_max{service="pooled",pool_name="read"}"#), Some(3.0), "{metrics}");
-    assert_eq!(value(&metrics, r#"db_client_connection_max{service="pooled",pool_name="write"}"#), Some(1.0), "{metrics}");
+    assert_eq!(
+        value(&metrics, r#"db_client_connection_max{service="pooled",pool_name="read"}"#),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, r#"db_client_connection_max{service="pooled",pool_name="write"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
 
     trigger.trigger();
     running.await.unwrap().unwrap();

@@ -13,6 +13,7 @@ use kit::extract::{Json, Path, Query};
 use kit::idempotency::{Claim, Idempotency};
 use kit::openapi::{AuthErrors, NotAdmin};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -114,6 +115,20 @@ async fn place_order(
     if !errors.is_empty() {
         return ApiError::validation(errors).into_response();
     }
+    // The saga runs in its own task: a client that hangs up, or the server's request timeout,
+    // drops this future, and the order must still reach its end now (answered to the retry that
+    // comes with the same key) rather than wait a lease out for the recovery worker.
+    // It keeps the request's trace, span and deadline.
+    let placing = async move { place(&state, &user, &claim, request).await };
+    let placing = palisade::trace::propagate(palisade::deadline::propagate(placing));
+    tokio::spawn(placing.instrument(tracing::Span::current())).await.unwrap_or_else(|err| {
+        ApiError::internal(format_args!("the order's saga task failed: {err}")).into_response()
+    })
+}
+
+/// Places `request` for `user` under `claim`, or finishes the order an earlier attempt with the
+/// same key left.
+async fn place(state: &AppState, user: &AuthUser, claim: &Claim, request: OrderRequest) -> Response {
     let saga = &state.saga;
     let driver = Driver { actor: user.id.clone(), claim: Some(claim.clone()) };
     let now = OffsetDateTime::now_utc();

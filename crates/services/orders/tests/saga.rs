@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use http::StatusCode;
 use kit::testing::assert_problem;
 use serde_json::json;
@@ -403,4 +405,35 @@ async fn cancelling_an_order_stuck_at_charging_finds_the_lost_charge_and_refunds
     assert_eq!(cancelled["payment_id"], payment.as_str());
     assert_eq!(world.payments.refunded(&payment), 2598);
     assert_eq!(world.stock("MUG-1").await, (10, 0));
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_checkout_does_not_stop_the_order_and_its_retry_gets_the_answer() {
+    // No recovery worker in this test's time: whatever finishes the order is its own saga.
+    let options = Options { recovery_after_secs: 600, recovery_interval_ms: 600_000, ..Options::default() };
+    let world = World::start(options).await;
+    let (_, dana) = world.customer("dana@example.com").await;
+    let mug = world.product("MUG-1", 1299, "EUR", 10).await;
+    world.payments.set(Mode::CaptureAfter(300));
+    // The client gives up while the charge is on its way (the request future is dropped, as hyper
+    // drops it when the connection closes).
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        world.place(&dana, "k1", json!([{ "product_id": mug, "quantity": 2 }])),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the charge takes 300 ms: the client left first");
+    let (_, _, page) = world.get(&dana, "/v1/orders").await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let order = world.wait_for(&id, "confirmed").await;
+    assert_eq!(world.payments.captured(&id).len(), 1);
+    assert_eq!(world.stock("MUG-1").await, (8, 0));
+
+    // The retry with the same key is answered with that order, not placed again.
+    world.payments.set(Mode::Capture);
+    let (status, _, again) = world.place(&dana, "k1", json!([{ "product_id": mug, "quantity": 2 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["id"], order["id"]);
+    assert_eq!(world.payments.captured(&id).len(), 1, "charged once");
+    assert_eq!(world.stock("MUG-1").await, (8, 0));
 }

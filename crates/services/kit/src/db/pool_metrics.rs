@@ -60,7 +60,9 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// The service's pools by name, each with what [`record_counts`] and [`probe`] read from it.
 fn pools(db: &Db) -> Vec<(&'static str, PoolHandle<'_>)> {
     match db {
-        Db::Sqlite(db) => db.pools().into_iter().map(|(name, pool)| (name, PoolHandle::Sqlite(pool))).collect(),
+        Db::Sqlite(db) => {
+            db.pools().into_iter().map(|(name, pool)| (name, PoolHandle::Sqlite(pool))).collect()
+        }
         Db::Postgres(pool) => vec![("main", PoolHandle::Postgres(pool))],
     }
 }
@@ -95,7 +97,8 @@ pub fn record_counts(service: &'static str, db: &Db) {
         let gauge = |state| metrics::gauge!(DB_CLIENT_CONNECTION_COUNT, LABEL_SERVICE => service, LABEL_POOL => name, LABEL_STATE => state);
         gauge("idle").set(f64::from(idle));
         gauge("used").set(f64::from(size - idle));
-        metrics::gauge!(DB_CLIENT_CONNECTION_MAX, LABEL_SERVICE => service, LABEL_POOL => name).set(f64::from(max));
+        metrics::gauge!(DB_CLIENT_CONNECTION_MAX, LABEL_SERVICE => service, LABEL_POOL => name)
+            .set(f64::from(max));
     }
 }
 
@@ -194,10 +197,22 @@ mod tests {
         let held = sqlite.reader().acquire().await.unwrap();
         record_counts("catalog", &db);
         let values = recorded(&snapshotter);
-        assert_eq!(gauge(&values, "db_client_connection_count", "read", Some("used")), Some(1.0), "{values:?}");
-        assert_eq!(gauge(&values, "db_client_connection_count", "read", Some("idle")), Some(0.0), "{values:?}");
+        assert_eq!(
+            gauge(&values, "db_client_connection_count", "read", Some("used")),
+            Some(1.0),
+            "{values:?}"
+        );
+        assert_eq!(
+            gauge(&values, "db_client_connection_count", "read", Some("idle")),
+            Some(0.0),
+            "{values:?}"
+        );
         assert_eq!(gauge(&values, "db_client_connection_max", "read", None), Some(3.0), "{values:?}");
-        assert_eq!(gauge(&values, "db_client_connection_count", "write", Some("idle")), Some(1.0), "{values:?}");
+        assert_eq!(
+            gauge(&values, "db_client_connection_count", "write", Some("idle")),
+            Some(1.0),
+            "{values:?}"
+        );
         assert_eq!(gauge(&values, "db_client_connection_max", "write", None), Some(1.0), "{values:?}");
 
         probe("catalog", &db).await;
@@ -217,7 +232,8 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let _local = metrics::set_default_local_recorder(&recorder);
-        let options = DbOptions { max_connections: 2, lock_timeout: Duration::from_millis(50), ..DbOptions::DEFAULT };
+        let options =
+            DbOptions { max_connections: 2, lock_timeout: Duration::from_millis(50), ..DbOptions::DEFAULT };
         let db = Db::connect_with(&temp_sqlite_url("pool-metrics-timeout"), &options).await.unwrap();
         let Db::Sqlite(sqlite) = &db else { unreachable!("a SQLite URL") };
         let held = sqlite.writer().acquire().await.unwrap();
@@ -225,11 +241,14 @@ mod tests {
         drop(held);
         let timeouts: Vec<(String, u64)> = recorded(&snapshotter)
             .into_iter()
-            .filter(|(n, labels, _)| n == "db_client_connection_timeouts_total" && labelled(labels, "service", "catalog"))
+            .filter(|(n, labels, _)| {
+                n == "db_client_connection_timeouts_total" && labelled(labels, "service", "catalog")
+            })
             .filter_map(|(_, labels, v)| match v {
-                DebugValue::Counter(c) => {
-                    Some((labels.into_iter().find(|(k, _)| k == "pool_name").map(|(_, v)| v).unwrap_or_default(), c))
-                }
+                DebugValue::Counter(c) => Some((
+                    labels.into_iter().find(|(k, _)| k == "pool_name").map(|(_, v)| v).unwrap_or_default(),
+                    c,
+                )),
                 _ => None,
             })
             .collect();

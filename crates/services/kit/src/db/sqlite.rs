@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, SqliteQueryResult, SqliteRow};
-use sqlx::{Either, Execute, Executor, Sqlite, SqlitePool, SqlStr};
+use sqlx::{Either, Execute, Executor, SqlStr, Sqlite, SqlitePool};
 
 /// A SQLite database: a pool of read-only connections and a one-connection pool for writes.
 #[derive(Clone, Debug)]
@@ -75,7 +75,11 @@ impl SqliteDb {
 
     /// The pools by name, for metrics: `read` and `write`, or `main` when they are one.
     pub fn pools(&self) -> Vec<(&'static str, &SqlitePool)> {
-        if self.shared { vec![("main", &self.read)] } else { vec![("read", &self.read), ("write", &self.write)] }
+        if self.shared {
+            vec![("main", &self.read)]
+        } else {
+            vec![("read", &self.read), ("write", &self.write)]
+        }
     }
 
     /// Closes both pools, waiting for connections in use.
@@ -137,7 +141,10 @@ impl Execute<'_, Sqlite> for Routed {
 impl<'p> Executor<'p> for &SqliteDb {
     type Database = Sqlite;
 
-    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<SqliteQueryResult, SqliteRow>, sqlx::Error>>
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<SqliteQueryResult, SqliteRow>, sqlx::Error>>
     where
         'p: 'e,
         E: 'q + Execute<'q, Sqlite>,

@@ -105,6 +105,8 @@ pub enum Mode {
     Hang,
     /// Captures, stores the answer, then never answers (the answer is lost on the way).
     CaptureThenHang,
+    /// Waits this many milliseconds, then captures and answers.
+    CaptureAfter(u64),
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +187,9 @@ async fn charge(State(fake): State<FakePayments>, headers: HeaderMap, body: Stri
             return reply(*status, body);
         }
     }
+    if let Mode::CaptureAfter(ms) = mode {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     match mode {
         Mode::Fail => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "boom"),
         Mode::Hang => {
@@ -203,7 +208,7 @@ async fn charge(State(fake): State<FakePayments>, headers: HeaderMap, body: Stri
             ledger.answers.insert(key, (StatusCode::PAYMENT_REQUIRED, body.clone()));
             reply(StatusCode::PAYMENT_REQUIRED, &body)
         }
-        Mode::Capture | Mode::CaptureThenHang => {
+        Mode::Capture | Mode::CaptureThenHang | Mode::CaptureAfter(_) => {
             let id = uuid::Uuid::new_v4().to_string();
             let payment = json!({ "id": id, "order_id": input["order_id"], "customer_id": input["customer_id"],
                 "status": "captured", "amount": input["amount"],
