@@ -411,9 +411,11 @@ pub struct ServiceConfig {
     pub port: u16,
     /// `sqlite://…` or `postgres://…` (may hold a password: secret).
     pub database_url: Secret<String>,
-    /// Size of the database pool.
+    /// Size of the database pool; on SQLite the read-only connections, with one write connection
+    /// besides ([`crate::db::SqliteDb`]).
     pub db_max_connections: u32,
-    /// How long a statement waits for a lock (PostgreSQL `lock_timeout`, SQLite busy timeout).
+    /// How long a statement waits for a lock (PostgreSQL `lock_timeout`; SQLite: for the write
+    /// connection, and the busy timeout).
     pub db_lock_timeout_ms: u64,
     /// PostgreSQL `statement_timeout`.
     pub db_statement_timeout_ms: u64,

@@ -41,20 +41,24 @@ impl SqliteDb {
     ) -> Result<Self, sqlx::Error> {
         let in_memory = connect.get_filename().as_os_str().is_empty()
             || connect.get_filename().to_string_lossy().contains(":memory:");
+        // A connection is a local file on its own thread, and sqlx already checks it when it comes
+        // back to the pool: a second check when it is handed out is one more round trip to that
+        // thread per statement (or transaction) for nothing.
+        let options = || SqlitePoolOptions::new().test_before_acquire(false);
         if in_memory {
-            let pool = SqlitePoolOptions::new()
+            let pool = options()
                 .max_connections(max_readers.max(1))
                 .acquire_timeout(acquire_timeout)
                 .connect_with(connect)
                 .await?;
             return Ok(Self { read: pool.clone(), write: pool, shared: true });
         }
-        let write = SqlitePoolOptions::new()
+        let write = options()
             .max_connections(1)
             .acquire_timeout(lock_wait)
             .connect_with(connect.clone())
             .await?;
-        let read = SqlitePoolOptions::new()
+        let read = options()
             .max_connections(max_readers.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_with(connect.read_only(true).create_if_missing(false))
