@@ -53,11 +53,8 @@ impl SqliteDb {
                 .await?;
             return Ok(Self { read: pool.clone(), write: pool, shared: true });
         }
-        let write = options()
-            .max_connections(1)
-            .acquire_timeout(lock_wait)
-            .connect_with(connect.clone())
-            .await?;
+        let write =
+            options().max_connections(1).acquire_timeout(lock_wait).connect_with(connect.clone()).await?;
         let read = options()
             .max_connections(max_readers.max(1))
             .acquire_timeout(acquire_timeout)
