@@ -44,7 +44,7 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<SqliteDb, BoxError> {
 }
 
 /// The baseline's router on `db`'s read connections (it only reads, as the catalog's `get` does).
-pub fn app(db: SqliteDb) -> Router {
+pub fn app(db: &SqliteDb) -> Router {
     Router::new().route("/v1/products/{id}", get(get_product)).with_state(db.reader().clone())
 }
 

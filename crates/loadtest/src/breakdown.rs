@@ -62,7 +62,7 @@ pub async fn app(variant: Variant, url: &str) -> Result<Router, BoxError> {
             kit::telemetry::init();
             let _recorder = kit::telemetry::prometheus();
             let stack = ServerStack::builder().name("catalog").timeout(config.request_timeout()).build()?;
-            Ok(bare::app(db).layer(stack))
+            Ok(bare::app(&db).layer(stack))
         }
         Variant::BareKit => {
             kit::telemetry::init();
@@ -70,7 +70,7 @@ pub async fn app(variant: Variant, url: &str) -> Result<Router, BoxError> {
                 Health::new(Db::Sqlite(db.clone()), Duration::from_millis(config.readiness_timeout_ms));
             let keys = JwtKeys::new(b"breakdown-variant-unused-secret", Duration::from_secs(60));
             let openapi = utoipa::openapi::OpenApiBuilder::new().build();
-            Ok(kit::server::app("catalog", bare::app(db), openapi, &health, &config, keys, None)?)
+            Ok(kit::server::app("catalog", bare::app(&db), openapi, &health, &config, keys, None)?)
         }
         Variant::CatalogHandlers => {
             let state = AppState {

@@ -41,7 +41,7 @@ async fn baselines_and_breakdown_variants_answer_the_catalogs_bytes_for_the_same
     let (status, catalog_headers, catalog_body) = send(&catalog.router, get(&path)).await;
     assert_eq!(status, StatusCode::OK);
 
-    let baseline = bare::app(bare::connect(&url, bare::POOL_SIZE).await.unwrap());
+    let baseline = bare::app(&bare::connect(&url, bare::POOL_SIZE).await.unwrap());
     let (status, headers, body) = send(&baseline, get(&path)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, catalog_body, "the same JSON, byte for byte");
@@ -97,7 +97,7 @@ async fn seed_creates_a_product_through_the_catalog_api_over_a_real_port() {
     let other = seed::create_product(&base, TEST_SECRET).await.unwrap();
     assert_ne!(id, other, "each seed is a new product with its own SKU");
 
-    let baseline = bare::app(bare::connect(&url, 1).await.unwrap());
+    let baseline = bare::app(&bare::connect(&url, 1).await.unwrap());
     let (status, _, body) = send(&baseline, get(&format!("/v1/products/{id}"))).await;
     assert_eq!(status, StatusCode::OK);
     let product: serde_json::Value = serde_json::from_slice(&body).unwrap();

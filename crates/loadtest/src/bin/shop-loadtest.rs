@@ -40,7 +40,7 @@ async fn run(args: &[String]) -> Result<(), BoxError> {
                 None => bare::POOL_SIZE,
             };
             let pool = bare::connect(arg(2)?, pool_size).await?;
-            Ok(serve(arg(1)?, bare::app(pool)).await?)
+            Ok(serve(arg(1)?, bare::app(&pool)).await?)
         }
         "breakdown" => {
             let variant = Variant::from_name(arg(1)?).ok_or(USAGE)?;
