@@ -109,6 +109,21 @@ async fn sqlite_writers_queue_for_the_write_connection_while_readers_go_on() {
 }
 
 #[tokio::test]
+async fn an_in_memory_sqlite_database_is_one_database_for_reads_and_writes() {
+    use kit::db::SqlPool as _;
+
+    let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+    let Db::Sqlite(sqlite) = &db else { unreachable!("a sqlite url") };
+    sqlx::query("CREATE TABLE t (n INTEGER)").execute(sqlite).await.unwrap();
+    let mut tx = sqlite.begin_write().await.unwrap();
+    sqlx::query("INSERT INTO t (n) VALUES (7)").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT n FROM t").fetch_one(sqlite).await.unwrap();
+    assert_eq!(n, 7);
+    db.close().await;
+}
+
+#[tokio::test]
 async fn sqlite_busy_is_retried_and_what_stays_busy_is_503() {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;

@@ -39,8 +39,11 @@ impl SqliteDb {
         lock_wait: Duration,
         acquire_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
-        let in_memory = connect.get_filename().as_os_str().is_empty()
-            || connect.get_filename().to_string_lossy().contains(":memory:");
+        // sqlx names an in-memory database `file:sqlx-in-memory-<n>` (`sqlite::memory:`) and keeps
+        // its flag private; `mode=memory` URLs have no file name.
+        let name = connect.get_filename().to_string_lossy();
+        let in_memory =
+            name.is_empty() || name.contains(":memory:") || name.starts_with("file:sqlx-in-memory-");
         // A connection is a local file on its own thread, and sqlx already checks it when it comes
         // back to the pool: a second check when it is handed out is one more round trip to that
         // thread per statement (or transaction) for nothing.
