@@ -142,6 +142,8 @@ impl Execute<'_, Sqlite> for Routed {
     }
 }
 
+// `fetch_many` and `fetch_optional` are the two ways in: the trait's other methods (`execute`,
+// `fetch_one`, `fetch_all`, …) are built on them, so they route too.
 impl<'p> Executor<'p> for &SqliteDb {
     type Database = Sqlite;
 
@@ -164,15 +166,6 @@ impl<'p> Executor<'p> for &SqliteDb {
     {
         let (pool, query) = self.route(query);
         pool.fetch_optional(query)
-    }
-
-    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<SqliteQueryResult, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, Sqlite>,
-    {
-        let (pool, query) = self.route(query);
-        pool.execute(query)
     }
 
     fn prepare_with<'e>(
